@@ -1,0 +1,212 @@
+//! Gaussian mixture models of RGB colours with full 3×3 covariances (Eqs. 10–11).
+
+use pslg_cfpg::kmeans_pp;
+
+/// Added to the covariance diagonal of every component so that a component fitted on a flat colour (or on too
+/// few pixels) stays invertible. Same value as OpenCV's grabCut; in squared 8-bit intensity units.
+pub const COVARIANCE_REGULARIZATION: f64 = 0.01;
+
+const LOG_2PI_3_2: f64 = 2.756_815_599_614_018; // 1.5 · ln(2π)
+
+/// One Gaussian component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// Mixing weight `π_k`.
+    pub weight: f64,
+    /// Mean colour `μ_k`.
+    pub mean: [f64; 3],
+    /// Covariance `Σ_k` (row-major), regularised.
+    pub covariance: [[f64; 3]; 3],
+    inverse: [[f64; 3]; 3],
+    /// `ln π_k − ½ ln |Σ_k| − 1.5 ln 2π`.
+    log_norm: f64,
+}
+
+/// A Gaussian mixture `P(x) = Σ_k π_k 𝒩(x; μ_k, Σ_k)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gmm {
+    components: Vec<Component>,
+}
+
+fn det3(m: &[[f64; 3]; 3]) -> f64 {
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+}
+
+fn inv3(m: &[[f64; 3]; 3], det: f64) -> [[f64; 3]; 3] {
+    let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+    let d = 1.0 / det;
+    [
+        [c(1, 1, 2, 2) * d, -c(0, 1, 2, 2) * d, c(0, 1, 1, 2) * d],
+        [-c(1, 0, 2, 2) * d, c(0, 0, 2, 2) * d, -c(0, 0, 1, 2) * d],
+        [c(1, 0, 2, 1) * d, -c(0, 0, 2, 1) * d, c(0, 0, 1, 1) * d],
+    ]
+}
+
+/// Weighted sufficient statistics of one component.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stats {
+    n: f64,
+    s: [f64; 3],
+    ss: [[f64; 3]; 3],
+}
+
+impl Stats {
+    fn add(&mut self, x: &[f32; 3], w: f64) {
+        let x = [f64::from(x[0]), f64::from(x[1]), f64::from(x[2])];
+        self.n += w;
+        for r in 0..3 {
+            self.s[r] += w * x[r];
+            for c in 0..3 {
+                self.ss[r][c] += w * x[r] * x[c];
+            }
+        }
+    }
+}
+
+impl Gmm {
+    /// Builds a mixture from per-component statistics; components with no mass are dropped.
+    fn from_stats(stats: &[Stats]) -> Option<Self> {
+        let total: f64 = stats.iter().map(|s| s.n).sum();
+        if total <= 0.0 {
+            return None;
+        }
+        let components: Vec<Component> = stats
+            .iter()
+            .filter(|s| s.n > 1e-9)
+            .map(|s| {
+                let mean = [s.s[0] / s.n, s.s[1] / s.n, s.s[2] / s.n];
+                let mut cov = [[0.0; 3]; 3];
+                for r in 0..3 {
+                    for c in 0..3 {
+                        cov[r][c] = s.ss[r][c] / s.n - mean[r] * mean[c];
+                    }
+                    cov[r][r] += COVARIANCE_REGULARIZATION;
+                }
+                let mut det = det3(&cov);
+                if det <= 1e-12 {
+                    // Numerically singular despite the regularisation (e.g. rounding): inflate the diagonal.
+                    for (r, row) in cov.iter_mut().enumerate() {
+                        row[r] += 1.0;
+                    }
+                    det = det3(&cov);
+                }
+                let weight = s.n / total;
+                Component {
+                    weight,
+                    mean,
+                    covariance: cov,
+                    inverse: inv3(&cov, det),
+                    log_norm: weight.ln() - 0.5 * det.ln() - LOG_2PI_3_2,
+                }
+            })
+            .collect();
+        (!components.is_empty()).then_some(Self { components })
+    }
+
+    /// Eq. (10)–(11) fitting: `k` components initialised by k-means++ (seeded) on `colours`, each component's
+    /// weight, mean and full covariance estimated from its cluster, covariances regularised by
+    /// [`COVARIANCE_REGULARIZATION`]. Returns `None` when `colours` is empty. Fewer than `k` components result
+    /// when the data has fewer distinct colours.
+    pub fn fit(colours: &[[f32; 3]], k: usize, seed: u64) -> Option<Self> {
+        let km = kmeans_pp(colours, k, seed, 10, 4096);
+        let mut stats = vec![Stats::default(); km.centroids.len()];
+        for (x, &l) in colours.iter().zip(&km.labels) {
+            stats[usize::from(l)].add(x, 1.0);
+        }
+        Self::from_stats(&stats)
+    }
+
+    /// One EM step on `colours`: responsibilities `r_k(x) ∝ π_k 𝒩(x; μ_k, Σ_k)` under the current mixture
+    /// (E), then weights, means and covariances re-estimated from them (M). Returns `None` for no colours.
+    pub fn em_step(&self, colours: &[[f32; 3]]) -> Option<Self> {
+        let k = self.components.len();
+        let mut stats = vec![Stats::default(); k];
+        let mut logp = vec![0.0; k];
+        for x in colours {
+            let mut m = f64::NEG_INFINITY;
+            for (lp, c) in logp.iter_mut().zip(&self.components) {
+                *lp = c.log_density(x);
+                m = m.max(*lp);
+            }
+            let z: f64 = logp.iter().map(|lp| (lp - m).exp()).sum();
+            for (s, lp) in stats.iter_mut().zip(&logp) {
+                let r = (lp - m).exp() / z;
+                if r > 1e-6 {
+                    s.add(x, r);
+                }
+            }
+        }
+        Self::from_stats(&stats)
+    }
+
+    /// The components.
+    pub fn components(&self) -> &[Component] {
+        &self.components
+    }
+
+    /// Eq. (12) data term: `−ln P(x)`, computed with log-sum-exp so that far-away colours stay finite.
+    pub fn neg_log_likelihood(&self, x: &[f32; 3]) -> f64 {
+        let mut m = f64::NEG_INFINITY;
+        let mut buf = [0.0f64; 16];
+        let n = self.components.len().min(16);
+        for (b, c) in buf.iter_mut().zip(&self.components) {
+            *b = c.log_density(x);
+            m = m.max(*b);
+        }
+        let z: f64 = buf[..n].iter().map(|b| (b - m).exp()).sum();
+        -(m + z.ln())
+    }
+}
+
+impl Component {
+    /// `ln(π_k 𝒩(x; μ_k, Σ_k))`.
+    pub fn log_density(&self, x: &[f32; 3]) -> f64 {
+        let d = [f64::from(x[0]) - self.mean[0], f64::from(x[1]) - self.mean[1], f64::from(x[2]) - self.mean[2]];
+        let iv = &self.inverse;
+        let q = d[0] * (iv[0][0] * d[0] + iv[0][1] * d[1] + iv[0][2] * d[2])
+            + d[1] * (iv[1][0] * d[0] + iv[1][1] * d[1] + iv[1][2] * d[2])
+            + d[2] * (iv[2][0] * d[0] + iv[2][1] * d[1] + iv[2][2] * d[2]);
+        self.log_norm - 0.5 * q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_gaussian_density_is_exact() {
+        // Points with mean 0 and unit-ish spread along each axis.
+        let pts: Vec<[f32; 3]> = vec![[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0]];
+        let g = Gmm::fit(&pts, 1, 0).unwrap();
+        let c = &g.components()[0];
+        let var = 1.0 / 3.0 + COVARIANCE_REGULARIZATION;
+        assert!((c.covariance[0][0] - var).abs() < 1e-12 && c.covariance[0][1].abs() < 1e-12);
+        let expected = 1.5 * (2.0 * std::f64::consts::PI * var).ln();
+        assert!((g.neg_log_likelihood(&[0.0, 0.0, 0.0]) - expected).abs() < 1e-9);
+    }
+
+    #[test]
+    fn flat_colour_stays_finite() {
+        let g = Gmm::fit(&vec![[10.0, 10.0, 10.0]; 50], 5, 0).unwrap();
+        assert_eq!(g.components().len(), 1);
+        assert!(g.neg_log_likelihood(&[10.0, 10.0, 10.0]).is_finite());
+        assert!(g.neg_log_likelihood(&[255.0, 0.0, 0.0]).is_finite());
+        assert!(Gmm::fit(&[], 5, 0).is_none());
+    }
+
+    #[test]
+    fn em_increases_likelihood() {
+        let pts: Vec<[f32; 3]> = (0..400)
+            .map(|i| {
+                let t = i as f32;
+                if i % 2 == 0 { [20.0 + (t * 0.37) % 9.0, 40.0 + (t * 0.71) % 7.0, 30.0] } else { [200.0, 180.0 + (t * 0.13) % 11.0, 170.0 + (t * 0.53) % 5.0] }
+            })
+            .collect();
+        let nll = |g: &Gmm| pts.iter().map(|p| g.neg_log_likelihood(p)).sum::<f64>();
+        let g0 = Gmm::fit(&pts, 3, 1).unwrap();
+        let g1 = g0.em_step(&pts).unwrap();
+        assert!(nll(&g1) <= nll(&g0) + 1e-6, "{} > {}", nll(&g1), nll(&g0));
+    }
+}

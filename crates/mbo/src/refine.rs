@@ -1,0 +1,468 @@
+//! The trimap, the graph of Eqs. (10)–(13), and the iterated cut / EM loop.
+
+use crate::{Gmm, MaxFlowGraph, MboError, Segment};
+use image::{GrayImage, Luma, RgbImage};
+use imageproc::distance_transform::Norm;
+use pslg_cfpg::Roi;
+
+/// Label of a trimap pixel (OpenCV's grabCut codes: 0 bg, 1 fg, 2 probably bg, 3 probably fg).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TrimapLabel {
+    /// Certainly background: fixed, not a graph node.
+    Background = 0,
+    /// Certainly foreground: fixed, not a graph node.
+    Foreground = 1,
+    /// Initially background, free to change.
+    ProbablyBackground = 2,
+    /// Initially foreground, free to change.
+    ProbablyForeground = 3,
+}
+
+impl TrimapLabel {
+    /// Whether the label counts as foreground in the initial labelling.
+    pub fn is_foreground(self) -> bool {
+        matches!(self, TrimapLabel::Foreground | TrimapLabel::ProbablyForeground)
+    }
+
+    /// Whether the pixel is fixed (not a graph node).
+    pub fn is_hard(self) -> bool {
+        matches!(self, TrimapLabel::Foreground | TrimapLabel::Background)
+    }
+}
+
+/// Per-pixel constraints and initial labelling for [`MaskRefiner::refine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trimap {
+    width: u32,
+    height: u32,
+    labels: Vec<TrimapLabel>,
+}
+
+impl Trimap {
+    /// Every pixel set to `label`.
+    pub fn filled(width: u32, height: u32, label: TrimapLabel) -> Self {
+        Self { width, height, labels: vec![label; width as usize * height as usize] }
+    }
+
+    /// GrabCut rectangle initialisation: outside `rect` certainly background, inside probably foreground.
+    /// The part of `rect` outside the image is ignored.
+    pub fn from_rect(width: u32, height: u32, rect: Roi) -> Self {
+        let mut t = Self::filled(width, height, TrimapLabel::Background);
+        for y in rect.y..rect.y.saturating_add(rect.height).min(height) {
+            for x in rect.x..rect.x.saturating_add(rect.width).min(width) {
+                t.labels[y as usize * width as usize + x as usize] = TrimapLabel::ProbablyForeground;
+            }
+        }
+        t
+    }
+
+    /// Initialisation from a mask (e.g. SAM's; nonzero = foreground), §3.3: the mask eroded by `erode_radius`
+    /// is the confident interior ([`TrimapLabel::Foreground`] when `hard_interior`, otherwise probably
+    /// foreground); pixels farther than `band_radius` outside the mask are certainly background; the band in
+    /// between keeps the mask's label as a probable one. Radii are in pixels with a square (L∞) element.
+    pub fn from_mask(mask: &GrayImage, erode_radius: u8, band_radius: u8, hard_interior: bool) -> Self {
+        let interior = imageproc::morphology::erode(mask, Norm::LInf, erode_radius);
+        let reach = imageproc::morphology::dilate(mask, Norm::LInf, band_radius);
+        let labels = mask
+            .pixels()
+            .zip(interior.pixels())
+            .zip(reach.pixels())
+            .map(|((m, i), r)| match (m[0] != 0, i[0] != 0, r[0] != 0) {
+                (_, true, _) if hard_interior => TrimapLabel::Foreground,
+                (true, _, _) => TrimapLabel::ProbablyForeground,
+                (false, _, true) => TrimapLabel::ProbablyBackground,
+                (false, _, false) => TrimapLabel::Background,
+            })
+            .collect();
+        Self { width: mask.width(), height: mask.height(), labels }
+    }
+
+    /// Marks the pixels within `radius` (Euclidean, pixel centres) of `(cx, cy)` as certainly foreground — the
+    /// CFPG point and its neighbourhood. Pixels outside the image are ignored.
+    pub fn set_foreground_disk(&mut self, cx: f64, cy: f64, radius: f64) {
+        let r = radius.max(0.5);
+        let (x0, x1) = ((cx - r).floor().max(0.0) as u32, ((cx + r).ceil().max(0.0) as u32).min(self.width));
+        let (y0, y1) = ((cy - r).floor().max(0.0) as u32, ((cy + r).ceil().max(0.0) as u32).min(self.height));
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let (dx, dy) = (f64::from(x) + 0.5 - cx, f64::from(y) + 0.5 - cy);
+                if dx * dx + dy * dy <= r * r {
+                    self.labels[y as usize * self.width as usize + x as usize] = TrimapLabel::Foreground;
+                }
+            }
+        }
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Row-major labels.
+    pub fn labels(&self) -> &[TrimapLabel] {
+        &self.labels
+    }
+
+    /// The initial labelling as a 0/255 mask.
+    pub fn initial_mask(&self) -> GrayImage {
+        let data = self.labels.iter().map(|l| if l.is_foreground() { 255 } else { 0 }).collect();
+        GrayImage::from_raw(self.width, self.height, data).unwrap_or_else(|| GrayImage::new(self.width, self.height))
+    }
+}
+
+/// Parameters of the boundary optimisation; [`MboParams::build`] validates them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MboParams {
+    /// Gaussian components per mixture (5 in GrabCut and the paper). Valid: 1..=10.
+    pub components: usize,
+    /// Smoothness weight γ of Eq. (13) (50 as in OpenCV's grabCut). Valid: ≥ 0, finite.
+    pub gamma: f64,
+    /// Cut / EM rounds at most. Valid: ≥ 1.
+    pub max_iterations: usize,
+    /// Stop when fewer than this fraction of the free pixels change label in a round. Valid: [0, 1].
+    pub tolerance: f64,
+    /// Seed of the k-means++ initialisation of the mixtures.
+    pub seed: u64,
+}
+
+impl Default for MboParams {
+    fn default() -> Self {
+        Self { components: 5, gamma: 50.0, max_iterations: 10, tolerance: 0.001, seed: 0 }
+    }
+}
+
+impl MboParams {
+    /// Validates the parameters.
+    ///
+    /// # Errors
+    /// [`MboError::InvalidParam`] naming the field.
+    pub fn build(self) -> Result<MaskRefiner, MboError> {
+        let bad = |name: &'static str, value: String, valid: &'static str| Err(MboError::InvalidParam { name, value, valid });
+        if !(1..=10).contains(&self.components) {
+            return bad("components", self.components.to_string(), "1..=10");
+        }
+        if !(self.gamma.is_finite() && self.gamma >= 0.0) {
+            return bad("gamma", self.gamma.to_string(), "finite, >= 0");
+        }
+        if self.max_iterations == 0 {
+            return bad("max_iterations", "0".into(), ">= 1");
+        }
+        if !(0.0..=1.0).contains(&self.tolerance) {
+            return bad("tolerance", self.tolerance.to_string(), "[0, 1]");
+        }
+        Ok(MaskRefiner { params: self })
+    }
+}
+
+/// Why the refiner returned the initial labelling unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Skipped {
+    /// No pixel is free to change.
+    NoFreePixels,
+    /// No pixel is (probably) foreground: nothing to model.
+    NoForeground,
+    /// No pixel is (probably) background: nothing to model.
+    NoBackground,
+}
+
+/// Result of [`MaskRefiner::refine`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refinement {
+    /// The refined mask, 0/255, the trimap's size.
+    pub mask: GrayImage,
+    /// Rounds run (0 when skipped).
+    pub iterations: usize,
+    /// Whether the labelling converged below the tolerance before `max_iterations`.
+    pub converged: bool,
+    /// Free pixels that changed label in each round.
+    pub changes: Vec<usize>,
+    /// Graph nodes (free pixels).
+    pub free_pixels: usize,
+    /// Set when the input could not be refined and the initial labelling is returned.
+    pub skipped: Option<Skipped>,
+}
+
+/// GrabCut-style mask boundary optimisation (§3.3). Build it with [`MboParams::build`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskRefiner {
+    params: MboParams,
+}
+
+/// Eq. (13)'s contrast constant `β = 1 / (2 · mean ‖c_p − c_q‖²)` over all 8-neighbour pairs of the image
+/// (each pair once); 0 for a flat image.
+pub fn contrast_beta(colours: &[[f32; 3]], width: usize, height: usize) -> f64 {
+    let mut sum = 0.0f64;
+    let mut count = 0u64;
+    for y in 0..height {
+        for x in 0..width {
+            let p = &colours[y * width + x];
+            for (dx, dy) in NEIGHBOURS {
+                let (nx, ny) = (x as isize + dx, y as isize + dy);
+                if nx < 0 || nx >= width as isize || ny >= height as isize {
+                    continue;
+                }
+                sum += f64::from(dist2(p, &colours[ny as usize * width + nx as usize]));
+                count += 1;
+            }
+        }
+    }
+    if sum <= 0.0 { 0.0 } else { 1.0 / (2.0 * sum / count as f64) }
+}
+
+/// Forward half of the 8-neighbourhood: right, down-left, down, down-right (each pair visited once).
+const NEIGHBOURS: [(isize, isize); 4] = [(1, 0), (-1, 1), (0, 1), (1, 1)];
+
+fn dist2(a: &[f32; 3], b: &[f32; 3]) -> f32 {
+    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+    d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+}
+
+impl MaskRefiner {
+    /// The validated parameters.
+    pub fn params(&self) -> &MboParams {
+        &self.params
+    }
+
+    /// Refines the labelling of `trimap` on `image` (§3.3):
+    ///
+    /// 1. fit the foreground and background mixtures on the initially (probably) foreground / background
+    ///    pixels (k-means++ initialisation, Eqs. 10–11);
+    /// 2. build the graph over the free pixels: terminal capacities `−ln P_B(x_p)` (source, foreground side) and
+    ///    `−ln P_F(x_p)` (sink) — Eq. (12); 8-neighbour smoothness `γ / dist(p, q) · exp(−β ‖c_p − c_q‖²)` —
+    ///    Eq. (13);
+    /// 3. cut it with [`MaxFlowGraph`] (Boykov–Kolmogorov): source side = foreground;
+    /// 4. update both mixtures by one EM step on the new labelling; repeat 2–4 until fewer than
+    ///    `tolerance · free pixels` labels change or `max_iterations` rounds ran.
+    ///
+    /// **Only free pixels are graph nodes.** A fixed pixel can never change side (GrabCut links it to its
+    /// terminal with weight 9γ, more than the sum of its smoothness edges, ≤ (4 + 2√2)·γ), so its smoothness
+    /// edge to a free neighbour is folded into that neighbour's terminal capacity. The cut is identical to the
+    /// one on the whole image; the cost is proportional to the free band, not to the image. Fixed pixels
+    /// still feed the mixtures.
+    ///
+    /// # Errors
+    /// [`MboError::SizeMismatch`] when the image and the trimap differ in size.
+    pub fn refine(&self, image: &RgbImage, trimap: &Trimap) -> Result<Refinement, MboError> {
+        if image.dimensions() != (trimap.width, trimap.height) {
+            return Err(MboError::SizeMismatch { image: image.dimensions(), trimap: (trimap.width, trimap.height) });
+        }
+        let (w, h) = (trimap.width as usize, trimap.height as usize);
+        let colours: Vec<[f32; 3]> = image.pixels().map(|p| [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])]).collect();
+        let mut fg: Vec<bool> = trimap.labels.iter().map(|l| l.is_foreground()).collect();
+        let free: Vec<usize> = (0..w * h).filter(|&i| !trimap.labels[i].is_hard()).collect();
+        let skipped = |why| Refinement {
+            mask: trimap.initial_mask(),
+            iterations: 0,
+            converged: false,
+            changes: Vec::new(),
+            free_pixels: free.len(),
+            skipped: Some(why),
+        };
+        if free.is_empty() {
+            return Ok(skipped(Skipped::NoFreePixels));
+        }
+        let split = |fg: &[bool]| {
+            let (mut f, mut b) = (Vec::new(), Vec::new());
+            for (c, &is_fg) in colours.iter().zip(fg) {
+                if is_fg { f.push(*c) } else { b.push(*c) }
+            }
+            (f, b)
+        };
+        let (f, b) = split(&fg);
+        let Some(mut fg_gmm) = Gmm::fit(&f, self.params.components, self.params.seed) else {
+            return Ok(skipped(Skipped::NoForeground));
+        };
+        let Some(mut bg_gmm) = Gmm::fit(&b, self.params.components, self.params.seed) else {
+            return Ok(skipped(Skipped::NoBackground));
+        };
+
+        // Smoothness weights do not change between rounds: compute them once.
+        let beta = contrast_beta(&colours, w, h);
+        let gamma = self.params.gamma;
+        let mut node_of = vec![u32::MAX; w * h];
+        for (k, &i) in free.iter().enumerate() {
+            node_of[i] = k as u32;
+        }
+        // (node, other pixel, weight) for every neighbour pair touching a free pixel, once.
+        let mut pairs: Vec<(usize, usize, f32)> = Vec::with_capacity(free.len() * 4);
+        for y in 0..h {
+            for x in 0..w {
+                let p = y * w + x;
+                for (dx, dy) in NEIGHBOURS {
+                    let (nx, ny) = (x as isize + dx, y as isize + dy);
+                    if nx < 0 || nx >= w as isize || ny >= h as isize {
+                        continue;
+                    }
+                    let q = ny as usize * w + nx as usize;
+                    if node_of[p] == u32::MAX && node_of[q] == u32::MAX {
+                        continue;
+                    }
+                    let dist = if dx != 0 && dy != 0 { std::f64::consts::SQRT_2 } else { 1.0 };
+                    let wgt = gamma / dist * (-beta * f64::from(dist2(&colours[p], &colours[q]))).exp();
+                    pairs.push((p, q, wgt as f32));
+                }
+            }
+        }
+
+        let mut changes = Vec::new();
+        let mut converged = false;
+        for _ in 0..self.params.max_iterations {
+            let mut g = MaxFlowGraph::<f32>::with_capacity(free.len(), pairs.len());
+            for (k, &i) in free.iter().enumerate() {
+                let c = &colours[i];
+                g.add_terminal_weights(k, bg_gmm.neg_log_likelihood(c) as f32, fg_gmm.neg_log_likelihood(c) as f32);
+            }
+            for &(p, q, wgt) in &pairs {
+                match (node_of[p], node_of[q]) {
+                    (u32::MAX, u32::MAX) => {}
+                    (np, u32::MAX) => fold_fixed(&mut g, np as usize, trimap.labels[q], wgt),
+                    (u32::MAX, nq) => fold_fixed(&mut g, nq as usize, trimap.labels[p], wgt),
+                    (np, nq) => g.add_edge(np as usize, nq as usize, wgt, wgt),
+                }
+            }
+            g.max_flow();
+            let mut changed = 0;
+            for (k, &i) in free.iter().enumerate() {
+                let now = g.segment(k) == Segment::Source;
+                changed += usize::from(now != fg[i]);
+                fg[i] = now;
+            }
+            changes.push(changed);
+            if (changed as f64) < self.params.tolerance * free.len() as f64 || changed == 0 {
+                converged = true;
+                break;
+            }
+            let (f, b) = split(&fg);
+            // A side emptied by the cut keeps its previous mixture.
+            if let Some(m) = fg_gmm.em_step(&f) {
+                fg_gmm = m;
+            }
+            if let Some(m) = bg_gmm.em_step(&b) {
+                bg_gmm = m;
+            }
+        }
+        let data = fg.iter().map(|&f| if f { 255 } else { 0 }).collect();
+        Ok(Refinement {
+            mask: GrayImage::from_raw(trimap.width, trimap.height, data)
+                .unwrap_or_else(|| GrayImage::from_pixel(trimap.width, trimap.height, Luma([0]))),
+            iterations: changes.len(),
+            converged,
+            changes,
+            free_pixels: free.len(),
+            skipped: None,
+        })
+    }
+}
+
+/// Folds the smoothness edge between free node `n` and a fixed neighbour into `n`'s terminal capacity:
+/// the edge is cut exactly when `n` takes the label opposite to the neighbour's.
+fn fold_fixed(g: &mut MaxFlowGraph<f32>, n: usize, fixed: TrimapLabel, w: f32) {
+    if fixed == TrimapLabel::Foreground {
+        g.add_terminal_weights(n, w, 0.0); // cut when n is background
+    } else {
+        g.add_terminal_weights(n, 0.0, w); // cut when n is foreground
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn refiner() -> MaskRefiner {
+        MboParams::default().build().unwrap()
+    }
+
+    /// A textured disc on a textured background, with a box around it.
+    fn disc_scene() -> (RgbImage, GrayImage) {
+        let img = RgbImage::from_fn(64, 64, |x, y| {
+            let d = (x as f64 - 32.0).powi(2) + (y as f64 - 30.0).powi(2);
+            let n = ((x * 7 + y * 13) % 11) as u8;
+            if d < 15.0f64.powi(2) { Rgb([200 + n, 60 + n, 50]) } else { Rgb([40, 90 + n, 40 + n]) }
+        });
+        let gt = GrayImage::from_fn(64, 64, |x, y| {
+            let d = (x as f64 - 32.0).powi(2) + (y as f64 - 30.0).powi(2);
+            Luma([if d < 15.0f64.powi(2) { 255 } else { 0 }])
+        });
+        (img, gt)
+    }
+
+    fn iou(a: &GrayImage, b: &GrayImage) -> f64 {
+        let (mut i, mut u) = (0, 0);
+        for (p, q) in a.pixels().zip(b.pixels()) {
+            i += u32::from(p[0] != 0 && q[0] != 0);
+            u += u32::from(p[0] != 0 || q[0] != 0);
+        }
+        f64::from(i) / f64::from(u.max(1))
+    }
+
+    #[test]
+    fn rect_init_recovers_a_disc() {
+        let (img, gt) = disc_scene();
+        let trimap = Trimap::from_rect(64, 64, Roi { x: 15, y: 13, width: 34, height: 34 });
+        let box_iou = iou(&trimap.initial_mask(), &gt);
+        let r = refiner().refine(&img, &trimap).unwrap();
+        let refined = iou(&r.mask, &gt);
+        assert!(refined > 0.95 && refined > box_iou + 0.1, "box {box_iou:.3} → refined {refined:.3}");
+        assert!(r.converged);
+    }
+
+    #[test]
+    fn mask_init_repairs_a_shifted_mask() {
+        let (img, gt) = disc_scene();
+        let shifted = GrayImage::from_fn(64, 64, |x, y| *gt.get_pixel_checked(x.saturating_sub(3), y).unwrap_or(&Luma([0])));
+        let trimap = Trimap::from_mask(&shifted, 3, 6, false);
+        let r = refiner().refine(&img, &trimap).unwrap();
+        assert!(iou(&r.mask, &gt) > iou(&shifted, &gt) + 0.05);
+    }
+
+    #[test]
+    fn degenerate_inputs_are_returned_unchanged() {
+        let img = RgbImage::from_pixel(5, 4, Rgb([9, 9, 9]));
+        for label in [TrimapLabel::Background, TrimapLabel::Foreground] {
+            let r = refiner().refine(&img, &Trimap::filled(5, 4, label)).unwrap();
+            assert_eq!(r.skipped, Some(Skipped::NoFreePixels));
+        }
+        let r = refiner().refine(&img, &Trimap::filled(5, 4, TrimapLabel::ProbablyForeground)).unwrap();
+        assert_eq!(r.skipped, Some(Skipped::NoBackground));
+        let r = refiner().refine(&img, &Trimap::filled(5, 4, TrimapLabel::ProbablyBackground)).unwrap();
+        assert_eq!(r.skipped, Some(Skipped::NoForeground));
+        let one = RgbImage::from_pixel(1, 1, Rgb([1, 2, 3]));
+        assert!(refiner().refine(&one, &Trimap::from_rect(1, 1, Roi { x: 0, y: 0, width: 1, height: 1 })).is_ok());
+        let err = refiner().refine(&one, &Trimap::filled(2, 1, TrimapLabel::Background));
+        assert!(matches!(err, Err(MboError::SizeMismatch { .. })));
+        // Uniform colour inside and outside a rect: must not panic, must return a mask of the right size.
+        let flat = RgbImage::from_pixel(12, 7, Rgb([50, 50, 50]));
+        let r = refiner().refine(&flat, &Trimap::from_rect(12, 7, Roi { x: 2, y: 2, width: 5, height: 3 })).unwrap();
+        assert_eq!(r.mask.dimensions(), (12, 7));
+    }
+
+    #[test]
+    fn hard_foreground_disk_is_kept() {
+        let (img, _) = disc_scene();
+        let mut trimap = Trimap::from_rect(64, 64, Roi { x: 15, y: 13, width: 34, height: 34 });
+        trimap.set_foreground_disk(20.5, 20.5, 2.0); // a background corner of the box, forced to foreground
+        let r = refiner().refine(&img, &trimap).unwrap();
+        assert_eq!(r.mask.get_pixel(20, 20)[0], 255);
+        assert_eq!(r.mask.get_pixel(0, 0)[0], 0);
+    }
+
+    #[test]
+    fn invalid_params_are_rejected() {
+        for p in [
+            MboParams { components: 0, ..Default::default() },
+            MboParams { gamma: f64::NAN, ..Default::default() },
+            MboParams { max_iterations: 0, ..Default::default() },
+            MboParams { tolerance: 2.0, ..Default::default() },
+        ] {
+            assert!(matches!(p.build(), Err(MboError::InvalidParam { .. })));
+        }
+    }
+}
