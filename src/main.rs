@@ -1,1 +1,293 @@
-fn main(){}
+//! `pslg` — command-line interface of the PSLG-SAM box → mask path.
+//!
+//! ```text
+//! pslg segment --image IMG --box x1,y1,x2,y2 --out MASK.png [--overlay OUT.png] [--no-cfpg] [--no-mbo]
+//! pslg batch   --cases CASES.jsonl --out-dir DIR [--no-cfpg] [--no-mbo] [--threads N]
+//! pslg eval    --cases CASES.jsonl --pred-dir DIR [--table]
+//! ```
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use pslg::cases::{Case, parse_box, read_cases};
+use pslg::io::{load_mask, load_rgb, save_mask};
+use pslg::metrics::{Accumulator, PRECISION_THRESHOLDS, Summary, mask_stats_by};
+use pslg::{BoxSegmenter, BoxSegmenterParams, PslgError};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// PSLG-SAM referring remote-sensing segmentation: box → mask without trained weights (CFPG + MBO).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Segment the object in one box of one image.
+    Segment(SegmentArgs),
+    /// Segment every case of a cases.jsonl file in parallel.
+    Batch(BatchArgs),
+    /// Score predicted masks against a cases.jsonl file's ground truth.
+    Eval(EvalArgs),
+}
+
+/// Which stages run.
+#[derive(Args, Clone, Copy)]
+struct StageFlags {
+    /// Skip the clustering-based foreground point generator (no hard-foreground seed for MBO).
+    #[arg(long)]
+    no_cfpg: bool,
+    /// Skip the mask boundary optimisation (the mask is then the box itself).
+    #[arg(long)]
+    no_mbo: bool,
+}
+
+impl StageFlags {
+    fn segmenter(self) -> Result<BoxSegmenter> {
+        let mut p = BoxSegmenterParams::default();
+        if self.no_cfpg {
+            p.cfpg = None;
+        }
+        if self.no_mbo {
+            p.mbo = None;
+        }
+        Ok(BoxSegmenter::new(p)?)
+    }
+}
+
+#[derive(Args)]
+struct SegmentArgs {
+    /// Input image (PNG, JPEG or TIFF; 8/16-bit; 1, 3 or 4 channels).
+    #[arg(long)]
+    image: PathBuf,
+    /// Box prompt `x1,y1,x2,y2` in pixels, x2/y2 exclusive.
+    #[arg(long = "box", value_name = "X1,Y1,X2,Y2", allow_hyphen_values = true)]
+    bbox: String,
+    /// Output mask (PNG, 0/255, the image's size).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the image with the mask, box and CFPG point drawn on it.
+    #[arg(long)]
+    overlay: Option<PathBuf>,
+    #[command(flatten)]
+    stages: StageFlags,
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// Case file: one JSON object per line with id, image, box (paths relative to the file).
+    #[arg(long)]
+    cases: PathBuf,
+    /// Folder for the predictions, written as <id>.png.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    stages: StageFlags,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Case file with ground-truth `mask` paths.
+    #[arg(long)]
+    cases: PathBuf,
+    /// Folder of predictions <id>.png (a missing prediction counts as an empty mask).
+    #[arg(long)]
+    pred_dir: PathBuf,
+    /// Print a human-readable table instead of one JSON line.
+    #[arg(long)]
+    table: bool,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Segment(a) => segment(a),
+        Command::Batch(a) => batch(a),
+        Command::Eval(a) => eval(a),
+    }
+}
+
+fn segment(a: SegmentArgs) -> Result<()> {
+    let bbox = parse_box(&a.bbox)?;
+    let image = load_rgb(&a.image)?;
+    let seg = a.stages.segmenter()?;
+    let t = Instant::now();
+    let out = seg.segment(&image, bbox).with_context(|| format!("segmenting box {} in {}", a.bbox, a.image.display()))?;
+    let elapsed = t.elapsed();
+    save_mask(&out.mask, &a.out)?;
+    let area = out.mask.pixels().filter(|p| p[0] != 0).count();
+    println!("mask written to {} ({} foreground pixels, {:.1} ms)", a.out.display(), area, ms(elapsed));
+    if let Some(p) = &out.point {
+        match &p.source {
+            pslg::cfpg::PointSource::Region { region, .. } => {
+                println!("CFPG point ({:.1}, {:.1}), region convexity {:.3}, area {} px", p.x, p.y, region.convexity, region.area)
+            }
+            pslg::cfpg::PointSource::BoxCentre(why) => println!("CFPG point: box centre ({why})"),
+        }
+    }
+    if out.collapsed {
+        println!("note: MBO kept too little of the box; the box itself was returned");
+    }
+    if let Some(path) = &a.overlay {
+        let pic = pslg::overlay::draw_overlay(&image, &out.mask, out.roi, out.point.as_ref().map(|p| (p.x, p.y)));
+        pic.save(path).map_err(|source| PslgError::WriteImage { path: path.clone(), source })?;
+        println!("overlay written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+struct CaseReport {
+    segment_ms: f64,
+    cfpg_ms: f64,
+    mbo_ms: f64,
+    collapsed: bool,
+    fallback_point: bool,
+}
+
+fn batch(a: BatchArgs) -> Result<()> {
+    let cases = read_cases(&a.cases)?;
+    let seg = a.stages.segmenter()?;
+    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    // Group the cases by image so that each image is decoded once.
+    let mut by_image: BTreeMap<&Path, Vec<&Case>> = BTreeMap::new();
+    for c in &cases {
+        by_image.entry(c.image.as_path()).or_default().push(c);
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads.unwrap_or(0)).build()?;
+    let bar = ProgressBar::new(cases.len() as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} cases, {elapsed} elapsed, eta {eta}")?);
+    let reports = Mutex::new(Vec::new());
+    let failures = Mutex::new(Vec::new());
+    let t0 = Instant::now();
+    pool.install(|| {
+        by_image.par_iter().for_each(|(path, group)| {
+            let image = match load_rgb(path) {
+                Ok(i) => i,
+                Err(e) => {
+                    let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+                    f.extend(group.iter().map(|c| format!("{}: {e}", c.id)));
+                    bar.inc(group.len() as u64);
+                    return;
+                }
+            };
+            for c in group {
+                let t = Instant::now();
+                let result = seg.segment(&image, c.bbox);
+                let elapsed = t.elapsed();
+                match result.and_then(|out| save_mask(&out.mask, &a.out_dir.join(format!("{}.png", c.id))).map(|()| out)) {
+                    Ok(out) => reports.lock().unwrap_or_else(|p| p.into_inner()).push(CaseReport {
+                        segment_ms: ms(elapsed),
+                        cfpg_ms: ms(out.timings.cfpg),
+                        mbo_ms: ms(out.timings.mbo),
+                        collapsed: out.collapsed,
+                        fallback_point: out.point.as_ref().is_some_and(|p| p.is_fallback()),
+                    }),
+                    Err(e) => failures.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{}: {e}", c.id)),
+                }
+                bar.inc(1);
+            }
+        });
+    });
+    bar.finish_and_clear();
+    let reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut seg_ms: Vec<f64> = reports.iter().map(|r| r.segment_ms).collect();
+    let mut cfpg_ms: Vec<f64> = reports.iter().map(|r| r.cfpg_ms).collect();
+    let mut mbo_ms: Vec<f64> = reports.iter().map(|r| r.mbo_ms).collect();
+    let summary = serde_json::json!({
+        "cases": cases.len(),
+        "written": reports.len(),
+        "failed": failures.len(),
+        "images": by_image.len(),
+        "wall_s": (t0.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        "median_ms": round2(median(&mut seg_ms)),
+        "median_cfpg_ms": round2(median(&mut cfpg_ms)),
+        "median_mbo_ms": round2(median(&mut mbo_ms)),
+        "mbo_collapsed_to_box": reports.iter().filter(|r| r.collapsed).count(),
+        "cfpg_box_centre_fallbacks": reports.iter().filter(|r| r.fallback_point).count(),
+        "out_dir": a.out_dir.display().to_string(),
+    });
+    println!("{summary}");
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("failed: {f}");
+        }
+        bail!("{} of {} cases failed", failures.len(), cases.len());
+    }
+    Ok(())
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let cases = read_cases(&a.cases)?;
+    let mut acc = Accumulator::new();
+    for c in &cases {
+        let gt_path = c.mask.as_ref().with_context(|| format!("case {} has no \"mask\" to score against", c.id))?;
+        let gt = load_mask(gt_path)?;
+        let pred_path = a.pred_dir.join(format!("{}.png", c.id));
+        let pred = if pred_path.exists() { load_mask(&pred_path)? } else { image::GrayImage::new(gt.width(), gt.height()) };
+        if pred.dimensions() != gt.dimensions() {
+            return Err(PslgError::MaskSize { path: pred_path, got: pred.dimensions(), expected: gt.dimensions() }.into());
+        }
+        let stats = mask_stats_by(pred.as_raw(), gt.as_raw(), |&v| v != 0, |&v| v != 0)?;
+        acc.add(stats, c.category.as_deref());
+    }
+    let s = acc.summary();
+    if a.table {
+        print_table(&s);
+    } else {
+        println!("{}", summary_json(&s));
+    }
+    Ok(())
+}
+
+/// The metrics in percent, keyed as in the RRSIS tables and `boxmask_eval.py`.
+fn summary_json(s: &Summary) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("n".into(), s.n.into());
+    m.insert("mIoU".into(), round2(100.0 * s.miou).into());
+    m.insert("oIoU".into(), round2(100.0 * s.oiou).into());
+    for t in PRECISION_THRESHOLDS {
+        m.insert(format!("Pr@{t}"), round2(100.0 * s.precision_at(t).unwrap_or(0.0)).into());
+    }
+    let per: serde_json::Map<String, serde_json::Value> = s
+        .per_category
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::json!({"n": v.n, "mIoU": round2(100.0 * v.miou)})))
+        .collect();
+    m.insert("per_category".into(), per.into());
+    serde_json::Value::Object(m)
+}
+
+fn print_table(s: &Summary) {
+    println!("{:<22} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}", "", "n", "mIoU", "oIoU", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9");
+    let pr: Vec<String> = PRECISION_THRESHOLDS.iter().map(|&t| format!("{:>7.2}", 100.0 * s.precision_at(t).unwrap_or(0.0))).collect();
+    println!("{:<22} {:>6} {:>7.2} {:>7.2} {}", "all", s.n, 100.0 * s.miou, 100.0 * s.oiou, pr.join(" "));
+    for (k, v) in &s.per_category {
+        println!("{:<22} {:>6} {:>7.2}", k, v.n, 100.0 * v.miou);
+    }
+}

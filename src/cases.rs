@@ -1,0 +1,137 @@
+//! Box → mask case files (`cases.jsonl`): one JSON object per line.
+
+use crate::PslgError;
+use pslg_cfpg::PixelBox;
+use std::path::{Path, PathBuf};
+
+/// One case: an image, a box prompt, and optionally its ground-truth mask and category.
+///
+/// On disk: `{"id": "nwpu_271", "image": "images/nwpu_030.jpg", "box": [63, 350, 121, 408],
+/// "mask": "masks/nwpu_271.png", "category": "airplane"}` — paths relative to the case file, box in pixels with
+/// `x2`, `y2` exclusive. Other fields are ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// Unique id; predictions are written as `<id>.png`.
+    pub id: String,
+    /// Image path, resolved against the case file's folder.
+    pub image: PathBuf,
+    /// Box prompt.
+    pub bbox: PixelBox,
+    /// Ground-truth mask path, resolved, when given.
+    pub mask: Option<PathBuf>,
+    /// Category, when given.
+    pub category: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawCase {
+    id: String,
+    image: String,
+    #[serde(rename = "box")]
+    bbox: [f64; 4],
+    mask: Option<String>,
+    category: Option<String>,
+}
+
+/// Reads a `cases.jsonl` file. Blank lines are skipped.
+///
+/// # Errors
+/// [`PslgError::ReadCases`] when the file cannot be read, [`PslgError::BadCase`] naming the line for malformed
+/// JSON, a missing field, non-integer or non-finite box coordinates, an id unusable as a file name, or a
+/// duplicate id.
+pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PslgError::ReadCases { path: path.to_path_buf(), source })?;
+    let root = path.parent().unwrap_or(Path::new("."));
+    let mut cases = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| PslgError::BadCase { path: path.to_path_buf(), line: i + 1, reason };
+        let raw: RawCase = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if raw.id.is_empty() || raw.id.contains(['/', '\\']) || raw.id == "." || raw.id == ".." {
+            return Err(bad(format!("id {:?} cannot be used as a file name", raw.id)));
+        }
+        if !seen.insert(raw.id.clone()) {
+            return Err(bad(format!("duplicate id {:?}", raw.id)));
+        }
+        let mut b = [0i64; 4];
+        for (dst, &v) in b.iter_mut().zip(&raw.bbox) {
+            if !v.is_finite() || v.fract() != 0.0 || v.abs() > 1e12 {
+                return Err(bad(format!("box {:?} must hold integer pixel coordinates", raw.bbox)));
+            }
+            *dst = v as i64;
+        }
+        cases.push(Case {
+            id: raw.id,
+            image: root.join(raw.image),
+            bbox: PixelBox::new(b[0], b[1], b[2], b[3]),
+            mask: raw.mask.map(|m| root.join(m)),
+            category: raw.category,
+        });
+    }
+    Ok(cases)
+}
+
+/// Parses `x1,y1,x2,y2` (integers, pixels, `x2`/`y2` exclusive).
+///
+/// # Errors
+/// [`PslgError::BadBox`] saying what is wrong.
+pub fn parse_box(text: &str) -> Result<PixelBox, PslgError> {
+    let bad = || PslgError::BadBox { text: text.to_owned() };
+    let v: Vec<i64> = text.split(',').map(|s| s.trim().parse::<i64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let [x1, y1, x2, y2] = v[..] else { return Err(bad()) };
+    Ok(PixelBox::new(x1, y1, x2, y2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pslg-cases-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_the_shared_format() {
+        let p = write(
+            "ok.jsonl",
+            "{\"id\": \"a\", \"image\": \"images/x.jpg\", \"box\": [1, 2, 3, 4], \"mask\": \"masks/a.png\", \"category\": \"ship\", \"source\": \"s\"}\n\n{\"id\": \"b\", \"image\": \"y.png\", \"box\": [0, 0, 5.0, 5]}\n",
+        );
+        let c = read_cases(&p).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].bbox, PixelBox::new(1, 2, 3, 4));
+        assert_eq!(c[0].image, p.parent().unwrap().join("images/x.jpg"));
+        assert_eq!(c[0].category.as_deref(), Some("ship"));
+        assert_eq!(c[1].mask, None);
+    }
+
+    #[test]
+    fn bad_lines_name_the_line() {
+        for (text, needle) in [
+            ("{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3]}", "line 1"),
+            ("\n{\"id\": \"a\", \"image\": \"x\"}", "line 2"),
+            ("{\"id\": \"a\", \"image\": \"x\", \"box\": [1.5, 2, 3, 4]}", "integer"),
+            ("{\"id\": \"../a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}", "file name"),
+            ("{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}\n{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}", "duplicate"),
+            ("not json", "line 1"),
+        ] {
+            let err = read_cases(&write("bad.jsonl", text)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn parses_boxes() {
+        assert_eq!(parse_box("1, 2,3,4").unwrap(), PixelBox::new(1, 2, 3, 4));
+        assert_eq!(parse_box("-5,0,3,9").unwrap(), PixelBox::new(-5, 0, 3, 9));
+        for bad in ["1,2,3", "1,2,3,4,5", "a,b,c,d", "", "1.5,2,3,4"] {
+            assert!(matches!(parse_box(bad), Err(PslgError::BadBox { .. })), "{bad}");
+        }
+    }
+}

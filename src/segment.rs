@@ -1,0 +1,210 @@
+//! The weight-free box → mask path: CFPG point → MBO refinement (stage 2 of PSLG-SAM without SAM).
+
+use crate::PslgError;
+use image::{GrayImage, Luma, RgbImage};
+use pslg_cfpg::{CfpgParams, ForegroundPoint, ForegroundPointGenerator, PixelBox, Roi, clamp_box};
+use pslg_mbo::{MaskRefiner, MboParams, Refinement, Trimap};
+use std::time::{Duration, Instant};
+
+/// Parameters of [`BoxSegmenter`]. Defaults were tuned on the box → mask development set only
+/// (`docs/quality.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoxSegmenterParams {
+    /// Foreground point generator parameters, or `None` to skip CFPG (`--no-cfpg`).
+    pub cfpg: Option<CfpgParams>,
+    /// Boundary optimisation parameters, or `None` to skip MBO (`--no-mbo`: the mask is the box).
+    pub mbo: Option<MboParams>,
+    /// Background context around the box given to MBO: `max(min_margin, margin_fraction · longer box side)`
+    /// pixels on each side, clamped to the image.
+    pub margin_fraction: f64,
+    /// Smallest context margin in pixels.
+    pub min_margin: u32,
+    /// Radius of the hard-foreground disk around the CFPG point, as a fraction of the shorter box side
+    /// (at least one pixel).
+    pub seed_radius_fraction: f64,
+    /// When MBO keeps less than this fraction of the box, the result is considered collapsed and the box is
+    /// returned instead (GrabCut's failure mode on small, low-contrast objects).
+    pub min_keep_fraction: f64,
+}
+
+impl Default for BoxSegmenterParams {
+    fn default() -> Self {
+        Self {
+            cfpg: Some(CfpgParams::default()),
+            mbo: Some(MboParams::default()),
+            margin_fraction: 0.5,
+            min_margin: 16,
+            seed_radius_fraction: 0.1,
+            min_keep_fraction: 0.25,
+        }
+    }
+}
+
+/// Time spent in each stage of one [`BoxSegmenter::segment`] call.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimings {
+    /// Foreground point generation.
+    pub cfpg: Duration,
+    /// Boundary optimisation (trimap, mixtures, cuts).
+    pub mbo: Duration,
+}
+
+/// Output of [`BoxSegmenter::segment`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoxMask {
+    /// The mask, 0/255, the image's size.
+    pub mask: GrayImage,
+    /// The box clamped to the image.
+    pub roi: Roi,
+    /// The CFPG point and its intermediate maps (when CFPG ran).
+    pub point: Option<ForegroundPoint>,
+    /// MBO's result on the context crop (when MBO ran).
+    pub refinement: Option<Refinement>,
+    /// Whether MBO's result collapsed and the box was returned instead.
+    pub collapsed: bool,
+    /// Per-stage timings.
+    pub timings: StageTimings,
+}
+
+/// Box prompt → mask without any trained weights: CFPG gives a foreground point; MBO runs GrabCut-style from
+/// the box (rect initialisation on a context crop, the point's neighbourhood as hard foreground).
+#[derive(Debug, Clone)]
+pub struct BoxSegmenter {
+    params: BoxSegmenterParams,
+    cfpg: Option<ForegroundPointGenerator>,
+    mbo: Option<MaskRefiner>,
+}
+
+impl BoxSegmenter {
+    /// Validates the parameters.
+    ///
+    /// # Errors
+    /// [`PslgError::Cfpg`] / [`PslgError::Mbo`] for invalid stage parameters, [`PslgError::InvalidParam`] for
+    /// the others.
+    pub fn new(params: BoxSegmenterParams) -> Result<Self, PslgError> {
+        let bad = |name: &'static str, value: f64| Err(PslgError::InvalidParam { name, value: value.to_string() });
+        if !(0.0..=4.0).contains(&params.margin_fraction) {
+            return bad("margin_fraction", params.margin_fraction);
+        }
+        if !(0.0..=1.0).contains(&params.seed_radius_fraction) {
+            return bad("seed_radius_fraction", params.seed_radius_fraction);
+        }
+        if !(0.0..=1.0).contains(&params.min_keep_fraction) {
+            return bad("min_keep_fraction", params.min_keep_fraction);
+        }
+        let cfpg = params.cfpg.clone().map(CfpgParams::build).transpose()?;
+        let mbo = params.mbo.clone().map(MboParams::build).transpose()?;
+        Ok(Self { params, cfpg, mbo })
+    }
+
+    /// The validated parameters.
+    pub fn params(&self) -> &BoxSegmenterParams {
+        &self.params
+    }
+
+    /// Segments the object in `bbox` (pixels, `x2`/`y2` exclusive; clamped to the image).
+    ///
+    /// # Errors
+    /// [`PslgError::Cfpg`] for an empty image or a degenerate / outside box.
+    pub fn segment(&self, image: &RgbImage, bbox: PixelBox) -> Result<BoxMask, PslgError> {
+        let (w, h) = image.dimensions();
+        let roi = clamp_box(bbox, w, h)?;
+        let mut timings = StageTimings::default();
+        let t = Instant::now();
+        let point = self.cfpg.as_ref().map(|g| g.generate(image, bbox)).transpose()?;
+        timings.cfpg = t.elapsed();
+
+        let box_mask = || {
+            let mut m = GrayImage::new(w, h);
+            for y in roi.y..roi.y + roi.height {
+                for x in roi.x..roi.x + roi.width {
+                    m.put_pixel(x, y, Luma([255]));
+                }
+            }
+            m
+        };
+        let Some(refiner) = &self.mbo else {
+            return Ok(BoxMask { mask: box_mask(), roi, point, refinement: None, collapsed: false, timings });
+        };
+
+        let t = Instant::now();
+        let side = roi.width.max(roi.height);
+        let margin = ((self.params.margin_fraction * f64::from(side)) as u32).max(self.params.min_margin);
+        let cx0 = roi.x.saturating_sub(margin);
+        let cy0 = roi.y.saturating_sub(margin);
+        let cx1 = (roi.x + roi.width).saturating_add(margin).min(w);
+        let cy1 = (roi.y + roi.height).saturating_add(margin).min(h);
+        let crop = image::imageops::crop_imm(image, cx0, cy0, cx1 - cx0, cy1 - cy0).to_image();
+        let inner = Roi { x: roi.x - cx0, y: roi.y - cy0, width: roi.width, height: roi.height };
+        let mut trimap = Trimap::from_rect(crop.width(), crop.height(), inner);
+        if let Some(p) = point.as_ref().filter(|p| !p.is_fallback()) {
+            let r = (self.params.seed_radius_fraction * f64::from(roi.width.min(roi.height))).max(1.0);
+            trimap.set_foreground_disk(p.x - f64::from(cx0), p.y - f64::from(cy0), r);
+        }
+        let refinement = refiner.refine(&crop, &trimap)?;
+        let kept = refinement.mask.pixels().filter(|p| p[0] != 0).count();
+        let collapsed = (kept as f64) < self.params.min_keep_fraction * roi.area() as f64;
+        let mask = if collapsed {
+            box_mask()
+        } else {
+            let mut m = GrayImage::new(w, h);
+            image::imageops::replace(&mut m, &refinement.mask, i64::from(cx0), i64::from(cy0));
+            m
+        };
+        timings.mbo = t.elapsed();
+        Ok(BoxMask { mask, roi, point, refinement: Some(refinement), collapsed, timings })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn scene() -> RgbImage {
+        RgbImage::from_fn(80, 60, |x, y| {
+            let d = (x as f64 - 40.0).powi(2) / 1.5 + (y as f64 - 30.0).powi(2);
+            let n = ((x * 5 + y * 3) % 7) as u8;
+            if d < 144.0 { Rgb([210 + n, 210, 200 + n]) } else { Rgb([60 + n, 70, 50 + n]) }
+        })
+    }
+
+    #[test]
+    fn segments_an_ellipse_better_than_its_box() {
+        let img = scene();
+        let seg = BoxSegmenter::new(BoxSegmenterParams::default()).unwrap();
+        let out = seg.segment(&img, PixelBox::new(25, 18, 56, 43)).unwrap();
+        assert_eq!(out.mask.dimensions(), (80, 60));
+        assert!(!out.collapsed);
+        let inside = |x: f64, y: f64| (x - 40.0).powi(2) / 1.5 + (y - 30.0).powi(2) < 144.0;
+        let (mut i, mut u) = (0, 0);
+        for (x, y, p) in out.mask.enumerate_pixels() {
+            let g = inside(f64::from(x), f64::from(y));
+            i += u32::from(g && p[0] != 0);
+            u += u32::from(g || p[0] != 0);
+        }
+        let iou = f64::from(i) / f64::from(u);
+        assert!(iou > 0.9, "IoU {iou}");
+    }
+
+    #[test]
+    fn ablations_and_bad_boxes() {
+        let img = scene();
+        let no_mbo = BoxSegmenter::new(BoxSegmenterParams { mbo: None, ..Default::default() }).unwrap();
+        let out = no_mbo.segment(&img, PixelBox::new(-10, -10, 5, 4)).unwrap();
+        assert_eq!(out.mask.pixels().filter(|p| p[0] != 0).count(), 5 * 4);
+        let no_cfpg = BoxSegmenter::new(BoxSegmenterParams { cfpg: None, ..Default::default() }).unwrap();
+        assert!(no_cfpg.segment(&img, PixelBox::new(25, 18, 56, 43)).unwrap().point.is_none());
+        let seg = BoxSegmenter::new(BoxSegmenterParams::default()).unwrap();
+        for b in [PixelBox::new(5, 5, 5, 9), PixelBox::new(90, 0, 99, 9), PixelBox::new(9, 9, 2, 2)] {
+            assert!(matches!(seg.segment(&img, b), Err(PslgError::Cfpg(_))));
+        }
+        for b in [PixelBox::new(0, 0, 1, 1), PixelBox::new(79, 59, 80, 60), PixelBox::new(0, 0, 80, 60), PixelBox::new(3, 0, 4, 60)] {
+            let out = seg.segment(&img, b).unwrap();
+            assert_eq!(out.mask.dimensions(), (80, 60));
+        }
+        let tiny = RgbImage::from_pixel(1, 7, Rgb([3, 3, 3]));
+        assert!(seg.segment(&tiny, PixelBox::new(0, 2, 1, 5)).is_ok());
+        assert!(BoxSegmenter::new(BoxSegmenterParams { min_keep_fraction: 2.0, ..Default::default() }).is_err());
+    }
+}
