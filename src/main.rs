@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pslg::cases::{Case, parse_box, read_cases};
 use pslg::io::{load_mask, load_rgb, save_mask};
 use pslg::metrics::{Accumulator, PRECISION_THRESHOLDS, Summary, mask_stats_by};
+use pslg::mbo::MboParams;
 use pslg::{BoxSegmenter, BoxSegmenterParams, PslgError};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -46,11 +47,47 @@ struct StageFlags {
     /// Skip the mask boundary optimisation (the mask is then the box itself).
     #[arg(long)]
     no_mbo: bool,
+    /// Background context around the box for MBO, as a fraction of the longer box side.
+    #[arg(long, default_value_t = BoxSegmenterParams::default().margin_fraction)]
+    margin_fraction: f64,
+    /// Smallest background context in pixels.
+    #[arg(long, default_value_t = BoxSegmenterParams::default().min_margin)]
+    min_margin: u32,
+    /// Radius of the hard-foreground disk at the CFPG point, as a fraction of the shorter box side.
+    #[arg(long, default_value_t = BoxSegmenterParams::default().seed_radius_fraction)]
+    seed_radius: f64,
+    /// Return the box when MBO keeps less than this fraction of it.
+    #[arg(long, default_value_t = BoxSegmenterParams::default().min_keep_fraction)]
+    min_keep: f64,
+    /// Refine boxes larger than this many pixels on a downscaled crop (0 = never).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().max_mbo_box_pixels)]
+    max_mbo_pixels: usize,
+    /// MBO smoothness weight γ.
+    #[arg(long, default_value_t = MboParams::default().gamma)]
+    gamma: f64,
+    /// MBO cut/EM rounds at most.
+    #[arg(long, default_value_t = MboParams::default().max_iterations)]
+    iterations: usize,
+    /// Weight of MBO's smoothness edges to the fixed background outside the box (GrabCut: 1).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().mbo.map_or(1.0, |m| m.fixed_background_link))]
+    frame_link: f64,
 }
 
 impl StageFlags {
     fn segmenter(self) -> Result<BoxSegmenter> {
-        let mut p = BoxSegmenterParams::default();
+        let mut p = BoxSegmenterParams {
+            margin_fraction: self.margin_fraction,
+            min_margin: self.min_margin,
+            seed_radius_fraction: self.seed_radius,
+            min_keep_fraction: self.min_keep,
+            max_mbo_box_pixels: self.max_mbo_pixels,
+            ..Default::default()
+        };
+        if let Some(m) = p.mbo.as_mut() {
+            m.gamma = self.gamma;
+            m.max_iterations = self.iterations;
+            m.fixed_background_link = self.frame_link;
+        }
         if self.no_cfpg {
             p.cfpg = None;
         }

@@ -25,6 +25,10 @@ pub struct BoxSegmenterParams {
     /// When MBO keeps less than this fraction of the box, the result is considered collapsed and the box is
     /// returned instead (GrabCut's failure mode on small, low-contrast objects).
     pub min_keep_fraction: f64,
+    /// Boxes with more pixels than this are refined on a context crop downscaled (bilinear) so that the box
+    /// has about this many pixels; the mask is upscaled back (bilinear, threshold ½). Bounds the cost of MBO
+    /// on large objects, where a one-pixel boundary error at the coarse scale costs little IoU. 0 = never.
+    pub max_mbo_box_pixels: usize,
 }
 
 impl Default for BoxSegmenterParams {
@@ -36,6 +40,7 @@ impl Default for BoxSegmenterParams {
             min_margin: 16,
             seed_radius_fraction: 0.1,
             min_keep_fraction: 0.25,
+            max_mbo_box_pixels: 0,
         }
     }
 }
@@ -134,23 +139,43 @@ impl BoxSegmenter {
         let cy0 = roi.y.saturating_sub(margin);
         let cx1 = (roi.x + roi.width).saturating_add(margin).min(w);
         let cy1 = (roi.y + roi.height).saturating_add(margin).min(h);
-        let crop = image::imageops::crop_imm(image, cx0, cy0, cx1 - cx0, cy1 - cy0).to_image();
-        let inner = Roi { x: roi.x - cx0, y: roi.y - cy0, width: roi.width, height: roi.height };
+        let (crop_w, crop_h) = (cx1 - cx0, cy1 - cy0);
+        let mut crop = image::imageops::crop_imm(image, cx0, cy0, crop_w, crop_h).to_image();
+        let max_px = self.params.max_mbo_box_pixels;
+        let scale = if max_px > 0 && roi.area() > max_px { (max_px as f64 / roi.area() as f64).sqrt() } else { 1.0 };
+        let sc = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
+        if scale < 1.0 {
+            crop = image::imageops::resize(&crop, sc(crop_w), sc(crop_h), image::imageops::FilterType::Triangle);
+        }
+        let inner = Roi { x: sc(roi.x - cx0).min(crop.width() - 1), y: sc(roi.y - cy0).min(crop.height() - 1), width: sc(roi.width), height: sc(roi.height) };
+        let inner = Roi { x: if roi.x == cx0 { 0 } else { inner.x }, y: if roi.y == cy0 { 0 } else { inner.y }, ..inner };
         let mut trimap = Trimap::from_rect(crop.width(), crop.height(), inner);
         if let Some(p) = point.as_ref().filter(|p| !p.is_fallback()) {
-            let r = (self.params.seed_radius_fraction * f64::from(roi.width.min(roi.height))).max(1.0);
-            trimap.set_foreground_disk(p.x - f64::from(cx0), p.y - f64::from(cy0), r);
+            let r = (self.params.seed_radius_fraction * f64::from(roi.width.min(roi.height)) * scale).max(1.0);
+            trimap.set_foreground_disk((p.x - f64::from(cx0)) * scale, (p.y - f64::from(cy0)) * scale, r);
         }
         let refinement = refiner.refine(&crop, &trimap)?;
-        let kept = refinement.mask.pixels().filter(|p| p[0] != 0).count();
-        let collapsed = (kept as f64) < self.params.min_keep_fraction * roi.area() as f64;
-        let mask = if collapsed {
-            box_mask()
+        let crop_mask = if scale < 1.0 {
+            let mut up = image::imageops::resize(&refinement.mask, crop_w, crop_h, image::imageops::FilterType::Triangle);
+            for p in up.pixels_mut() {
+                p[0] = if p[0] >= 128 { 255 } else { 0 };
+            }
+            up
         } else {
-            let mut m = GrayImage::new(w, h);
-            image::imageops::replace(&mut m, &refinement.mask, i64::from(cx0), i64::from(cy0));
-            m
+            refinement.mask.clone()
         };
+        // Outside the box is certainly background (rect initialisation), also after upscaling.
+        let mut mask = GrayImage::new(w, h);
+        for (x, y, p) in crop_mask.enumerate_pixels() {
+            if p[0] != 0 && roi.contains(x + cx0, y + cy0) {
+                mask.put_pixel(x + cx0, y + cy0, Luma([255]));
+            }
+        }
+        let kept = mask.pixels().filter(|p| p[0] != 0).count();
+        let collapsed = (kept as f64) < self.params.min_keep_fraction * roi.area() as f64;
+        if collapsed {
+            mask = box_mask();
+        }
         timings.mbo = t.elapsed();
         Ok(BoxMask { mask, roi, point, refinement: Some(refinement), collapsed, timings })
     }

@@ -129,11 +129,19 @@ pub struct MboParams {
     pub tolerance: f64,
     /// Seed of the k-means++ initialisation of the mixtures.
     pub seed: u64,
+    /// Pixels per mixture used by each EM update at most (a regular subsample; 0 = all). Bounds the cost of a
+    /// round on large crops: a 5-component, 3-D mixture is well determined by a few thousand samples.
+    pub max_em_samples: usize,
+    /// Weight of the smoothness edges between free pixels and **fixed background** pixels, relative to the
+    /// others (GrabCut: 1). With a tight box prompt the box frame is not an image edge — the object touches
+    /// it — and these edges pull the pixels along the frame to background (GrabCut's shrinking bias on small
+    /// boxes); a weight below 1 weakens that pull. Valid: [0, 1].
+    pub fixed_background_link: f64,
 }
 
 impl Default for MboParams {
     fn default() -> Self {
-        Self { components: 5, gamma: 50.0, max_iterations: 10, tolerance: 0.001, seed: 0 }
+        Self { components: 5, gamma: 50.0, max_iterations: 5, tolerance: 0.001, seed: 0, max_em_samples: 2048, fixed_background_link: 1.0 }
     }
 }
 
@@ -152,6 +160,9 @@ impl MboParams {
         }
         if self.max_iterations == 0 {
             return bad("max_iterations", "0".into(), ">= 1");
+        }
+        if !(0.0..=1.0).contains(&self.fixed_background_link) {
+            return bad("fixed_background_link", self.fixed_background_link.to_string(), "[0, 1]");
         }
         if !(0.0..=1.0).contains(&self.tolerance) {
             return bad("tolerance", self.tolerance.to_string(), "[0, 1]");
@@ -275,6 +286,10 @@ impl MaskRefiner {
             }
             (f, b)
         };
+        let cap = self.params.max_em_samples;
+        let subsample = |v: Vec<[f32; 3]>| -> Vec<[f32; 3]> {
+            if cap == 0 || v.len() <= cap { v } else { v.iter().step_by(v.len().div_ceil(cap)).copied().collect() }
+        };
         let (f, b) = split(&fg);
         let Some(mut fg_gmm) = Gmm::fit(&f, self.params.components, self.params.seed) else {
             return Ok(skipped(Skipped::NoForeground));
@@ -286,6 +301,7 @@ impl MaskRefiner {
         // Smoothness weights do not change between rounds: compute them once.
         let beta = contrast_beta(&colours, w, h);
         let gamma = self.params.gamma;
+        let link_bg = self.params.fixed_background_link as f32;
         let mut node_of = vec![u32::MAX; w * h];
         for (k, &i) in free.iter().enumerate() {
             node_of[i] = k as u32;
@@ -313,19 +329,26 @@ impl MaskRefiner {
 
         let mut changes = Vec::new();
         let mut converged = false;
+        // One graph for all rounds: the smoothness edges never change, and each round only moves the data
+        // terms, so the flow of the previous round is kept and only the difference is pushed
+        // (`update_terminal_weights`, Kohli & Torr's dynamic graph cuts). The cut is the same as on a fresh
+        // graph; later rounds cost a fraction of the first.
+        let mut g = MaxFlowGraph::<f32>::with_capacity(free.len(), pairs.len());
+        for &(p, q, wgt) in &pairs {
+            match (node_of[p], node_of[q]) {
+                (u32::MAX, u32::MAX) => {}
+                (np, u32::MAX) => fold_fixed(&mut g, np as usize, trimap.labels[q], wgt, link_bg),
+                (u32::MAX, nq) => fold_fixed(&mut g, nq as usize, trimap.labels[p], wgt, link_bg),
+                (np, nq) => g.add_edge(np as usize, nq as usize, wgt, wgt),
+            }
+        }
+        let mut data = vec![(0.0f32, 0.0f32); free.len()];
         for _ in 0..self.params.max_iterations {
-            let mut g = MaxFlowGraph::<f32>::with_capacity(free.len(), pairs.len());
             for (k, &i) in free.iter().enumerate() {
                 let c = &colours[i];
-                g.add_terminal_weights(k, bg_gmm.neg_log_likelihood(c) as f32, fg_gmm.neg_log_likelihood(c) as f32);
-            }
-            for &(p, q, wgt) in &pairs {
-                match (node_of[p], node_of[q]) {
-                    (u32::MAX, u32::MAX) => {}
-                    (np, u32::MAX) => fold_fixed(&mut g, np as usize, trimap.labels[q], wgt),
-                    (u32::MAX, nq) => fold_fixed(&mut g, nq as usize, trimap.labels[p], wgt),
-                    (np, nq) => g.add_edge(np as usize, nq as usize, wgt, wgt),
-                }
+                let new = (bg_gmm.neg_log_likelihood(c) as f32, fg_gmm.neg_log_likelihood(c) as f32);
+                g.update_terminal_weights(k, new.0 - data[k].0, new.1 - data[k].1);
+                data[k] = new;
             }
             g.max_flow();
             let mut changed = 0;
@@ -341,10 +364,10 @@ impl MaskRefiner {
             }
             let (f, b) = split(&fg);
             // A side emptied by the cut keeps its previous mixture.
-            if let Some(m) = fg_gmm.em_step(&f) {
+            if let Some(m) = fg_gmm.em_step(&subsample(f)) {
                 fg_gmm = m;
             }
-            if let Some(m) = bg_gmm.em_step(&b) {
+            if let Some(m) = bg_gmm.em_step(&subsample(b)) {
                 bg_gmm = m;
             }
         }
@@ -363,11 +386,11 @@ impl MaskRefiner {
 
 /// Folds the smoothness edge between free node `n` and a fixed neighbour into `n`'s terminal capacity:
 /// the edge is cut exactly when `n` takes the label opposite to the neighbour's.
-fn fold_fixed(g: &mut MaxFlowGraph<f32>, n: usize, fixed: TrimapLabel, w: f32) {
+fn fold_fixed(g: &mut MaxFlowGraph<f32>, n: usize, fixed: TrimapLabel, w: f32, background_link: f32) {
     if fixed == TrimapLabel::Foreground {
         g.add_terminal_weights(n, w, 0.0); // cut when n is background
     } else {
-        g.add_terminal_weights(n, 0.0, w); // cut when n is foreground
+        g.add_terminal_weights(n, 0.0, w * background_link); // cut when n is foreground
     }
 }
 
