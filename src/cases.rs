@@ -40,7 +40,10 @@ struct RawCase {
 /// JSON, a missing field, non-integer or non-finite box coordinates, an id unusable as a file name, or a
 /// duplicate id.
 pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PslgError::ReadCases { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PslgError::ReadCases {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let root = path.parent().unwrap_or(Path::new("."));
     let mut cases = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -48,10 +51,17 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |reason: String| PslgError::BadCase { path: path.to_path_buf(), line: i + 1, reason };
+        let bad = |reason: String| PslgError::BadCase {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
         let raw: RawCase = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         if raw.id.is_empty() || raw.id.contains(['/', '\\']) || raw.id == "." || raw.id == ".." {
-            return Err(bad(format!("id {:?} cannot be used as a file name", raw.id)));
+            return Err(bad(format!(
+                "id {:?} cannot be used as a file name",
+                raw.id
+            )));
         }
         if !seen.insert(raw.id.clone()) {
             return Err(bad(format!("duplicate id {:?}", raw.id)));
@@ -59,7 +69,10 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
         let mut b = [0i64; 4];
         for (dst, &v) in b.iter_mut().zip(&raw.bbox) {
             if !v.is_finite() || v.fract() != 0.0 || v.abs() > 1e12 {
-                return Err(bad(format!("box {:?} must hold integer pixel coordinates", raw.bbox)));
+                return Err(bad(format!(
+                    "box {:?} must hold integer pixel coordinates",
+                    raw.bbox
+                )));
             }
             *dst = v as i64;
         }
@@ -79,9 +92,17 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
 /// # Errors
 /// [`PslgError::BadBox`] saying what is wrong.
 pub fn parse_box(text: &str) -> Result<PixelBox, PslgError> {
-    let bad = || PslgError::BadBox { text: text.to_owned() };
-    let v: Vec<i64> = text.split(',').map(|s| s.trim().parse::<i64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
-    let [x1, y1, x2, y2] = v[..] else { return Err(bad()) };
+    let bad = || PslgError::BadBox {
+        text: text.to_owned(),
+    };
+    let v: Vec<i64> = text
+        .split(',')
+        .map(|s| s.trim().parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let [x1, y1, x2, y2] = v[..] else {
+        return Err(bad());
+    };
     Ok(PixelBox::new(x1, y1, x2, y2))
 }
 
@@ -114,14 +135,28 @@ mod tests {
     #[test]
     fn bad_lines_name_the_line() {
         for (text, needle) in [
-            ("{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3]}", "line 1"),
+            (
+                "{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3]}",
+                "line 1",
+            ),
             ("\n{\"id\": \"a\", \"image\": \"x\"}", "line 2"),
-            ("{\"id\": \"a\", \"image\": \"x\", \"box\": [1.5, 2, 3, 4]}", "integer"),
-            ("{\"id\": \"../a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}", "file name"),
-            ("{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}\n{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}", "duplicate"),
+            (
+                "{\"id\": \"a\", \"image\": \"x\", \"box\": [1.5, 2, 3, 4]}",
+                "integer",
+            ),
+            (
+                "{\"id\": \"../a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}",
+                "file name",
+            ),
+            (
+                "{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}\n{\"id\": \"a\", \"image\": \"x\", \"box\": [1, 2, 3, 4]}",
+                "duplicate",
+            ),
             ("not json", "line 1"),
         ] {
-            let err = read_cases(&write("bad.jsonl", text)).unwrap_err().to_string();
+            let err = read_cases(&write("bad.jsonl", text))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
     }
@@ -131,7 +166,10 @@ mod tests {
         assert_eq!(parse_box("1, 2,3,4").unwrap(), PixelBox::new(1, 2, 3, 4));
         assert_eq!(parse_box("-5,0,3,9").unwrap(), PixelBox::new(-5, 0, 3, 9));
         for bad in ["1,2,3", "1,2,3,4,5", "a,b,c,d", "", "1.5,2,3,4"] {
-            assert!(matches!(parse_box(bad), Err(PslgError::BadBox { .. })), "{bad}");
+            assert!(
+                matches!(parse_box(bad), Err(PslgError::BadBox { .. })),
+                "{bad}"
+            );
         }
     }
 }

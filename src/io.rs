@@ -15,7 +15,10 @@ use std::path::Path;
 /// [`PslgError::ReadImage`] when the file cannot be opened or decoded, [`PslgError::EmptyImage`] for a 0-pixel
 /// image.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, PslgError> {
-    let read_err = |source: image::ImageError| PslgError::ReadImage { path: path.to_path_buf(), source };
+    let read_err = |source: image::ImageError| PslgError::ReadImage {
+        path: path.to_path_buf(),
+        source,
+    };
     let decoded = ImageReader::open(path)
         .map_err(|e| read_err(image::ImageError::IoError(e)))?
         .with_guessed_format()
@@ -24,7 +27,9 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, PslgError> {
         .map_err(read_err)?;
     let rgb = to_rgb8(decoded);
     if rgb.width() == 0 || rgb.height() == 0 {
-        return Err(PslgError::EmptyImage { path: path.to_path_buf() });
+        return Err(PslgError::EmptyImage {
+            path: path.to_path_buf(),
+        });
     }
     Ok(rgb)
 }
@@ -49,7 +54,13 @@ pub fn to_rgb8(image: DynamicImage) -> RgbImage {
             let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
             RgbImage::from_fn(f.width(), f.height(), |x, y| {
                 let p = f.get_pixel(x, y);
-                let s = |v: f32| if v.is_finite() { ((v - lo) * scale).round().clamp(0.0, 255.0) as u8 } else { 0 };
+                let s = |v: f32| {
+                    if v.is_finite() {
+                        ((v - lo) * scale).round().clamp(0.0, 255.0) as u8
+                    } else {
+                        0
+                    }
+                };
                 Rgb([s(p[0]), s(p[1]), s(p[2])])
             })
         }
@@ -62,17 +73,28 @@ pub fn to_rgb8(image: DynamicImage) -> RgbImage {
 /// [`PslgError::ReadImage`] when the file cannot be decoded.
 pub fn load_mask(path: &Path) -> Result<GrayImage, PslgError> {
     let img = ImageReader::open(path)
-        .map_err(|e| PslgError::ReadImage { path: path.to_path_buf(), source: image::ImageError::IoError(e) })?
+        .map_err(|e| PslgError::ReadImage {
+            path: path.to_path_buf(),
+            source: image::ImageError::IoError(e),
+        })?
         .with_guessed_format()
-        .map_err(|e| PslgError::ReadImage { path: path.to_path_buf(), source: image::ImageError::IoError(e) })?
+        .map_err(|e| PslgError::ReadImage {
+            path: path.to_path_buf(),
+            source: image::ImageError::IoError(e),
+        })?
         .decode()
-        .map_err(|source| PslgError::ReadImage { path: path.to_path_buf(), source })?;
+        .map_err(|source| PslgError::ReadImage {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut gray = match img {
         DynamicImage::ImageLuma8(g) => g,
         other => {
             // First channel, thresholded at nonzero, whatever the bit depth.
             let l16 = other.to_luma16();
-            GrayImage::from_fn(l16.width(), l16.height(), |x, y| image::Luma([u8::from(l16.get_pixel(x, y)[0] != 0)]))
+            GrayImage::from_fn(l16.width(), l16.height(), |x, y| {
+                image::Luma([u8::from(l16.get_pixel(x, y)[0] != 0)])
+            })
         }
     };
     for p in gray.pixels_mut() {
@@ -93,7 +115,10 @@ pub fn save_mask(mask: &GrayImage, path: &Path) -> Result<(), PslgError> {
         })?;
     }
     mask.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| PslgError::WriteImage { path: path.to_path_buf(), source })
+        .map_err(|source| PslgError::WriteImage {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -109,7 +134,8 @@ mod tests {
 
     #[test]
     fn sixteen_bit_gray_tiff_is_stretched_by_its_range() {
-        let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(4, 1, |x, _| Luma([1000 + 100 * x as u16]));
+        let img: ImageBuffer<Luma<u16>, Vec<u16>> =
+            ImageBuffer::from_fn(4, 1, |x, _| Luma([1000 + 100 * x as u16]));
         let p = tmp("g16.tif");
         img.save(&p).unwrap();
         let rgb = load_rgb(&p).unwrap();
@@ -121,10 +147,14 @@ mod tests {
     #[test]
     fn rgba_and_gray_alpha_drop_alpha() {
         let p = tmp("rgba.png");
-        ImageBuffer::from_pixel(2, 2, Rgba([10u8, 20, 30, 0])).save(&p).unwrap();
+        ImageBuffer::from_pixel(2, 2, Rgba([10u8, 20, 30, 0]))
+            .save(&p)
+            .unwrap();
         assert_eq!(load_rgb(&p).unwrap().get_pixel(0, 0), &Rgb([10, 20, 30]));
         let p = tmp("la.png");
-        ImageBuffer::from_pixel(2, 2, LumaA([77u8, 5])).save(&p).unwrap();
+        ImageBuffer::from_pixel(2, 2, LumaA([77u8, 5]))
+            .save(&p)
+            .unwrap();
         assert_eq!(load_rgb(&p).unwrap().get_pixel(1, 1), &Rgb([77, 77, 77]));
     }
 
@@ -135,11 +165,16 @@ mod tests {
         assert!(matches!(load_rgb(&p), Err(PslgError::ReadImage { .. })));
         let p = tmp("truncated.png");
         let good = tmp("good.png");
-        RgbImage::from_pixel(30, 30, Rgb([1, 2, 3])).save(&good).unwrap();
+        RgbImage::from_pixel(30, 30, Rgb([1, 2, 3]))
+            .save(&good)
+            .unwrap();
         let bytes = std::fs::read(&good).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         assert!(matches!(load_rgb(&p), Err(PslgError::ReadImage { .. })));
-        assert!(matches!(load_rgb(&tmp("missing.png")), Err(PslgError::ReadImage { .. })));
+        assert!(matches!(
+            load_rgb(&tmp("missing.png")),
+            Err(PslgError::ReadImage { .. })
+        ));
     }
 
     #[test]

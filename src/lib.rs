@@ -41,7 +41,9 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum PslgError {
     /// An image could not be opened or decoded.
-    #[error("cannot read image {path}: {source} (PNG, JPEG and TIFF with 8/16-bit, 1–4 channels are supported)")]
+    #[error(
+        "cannot read image {path}: {source} (PNG, JPEG and TIFF with 8/16-bit, 1–4 channels are supported)"
+    )]
     ReadImage {
         /// The file.
         path: PathBuf,
@@ -74,7 +76,9 @@ pub enum PslgError {
         source: std::io::Error,
     },
     /// A line of a case file is malformed.
-    #[error("{path}, line {line}: {reason} (expected {{\"id\", \"image\", \"box\": [x1, y1, x2, y2], \"mask\"?, \"category\"?}})")]
+    #[error(
+        "{path}, line {line}: {reason} (expected {{\"id\", \"image\", \"box\": [x1, y1, x2, y2], \"mask\"?, \"category\"?}})"
+    )]
     BadCase {
         /// The file.
         path: PathBuf,

@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pslg::cases::{Case, parse_box, read_cases};
 use pslg::io::{load_mask, load_rgb, save_mask};
-use pslg::metrics::{Accumulator, PRECISION_THRESHOLDS, Summary, mask_stats_by};
 use pslg::mbo::MboParams;
+use pslg::metrics::{Accumulator, PRECISION_THRESHOLDS, Summary, mask_stats_by};
 use pslg::{BoxSegmenter, BoxSegmenterParams, PslgError};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -157,15 +157,25 @@ fn segment(a: SegmentArgs) -> Result<()> {
     let image = load_rgb(&a.image)?;
     let seg = a.stages.segmenter()?;
     let t = Instant::now();
-    let out = seg.segment(&image, bbox).with_context(|| format!("segmenting box {} in {}", a.bbox, a.image.display()))?;
+    let out = seg
+        .segment(&image, bbox)
+        .with_context(|| format!("segmenting box {} in {}", a.bbox, a.image.display()))?;
     let elapsed = t.elapsed();
     save_mask(&out.mask, &a.out)?;
     let area = out.mask.pixels().filter(|p| p[0] != 0).count();
-    println!("mask written to {} ({} foreground pixels, {:.1} ms)", a.out.display(), area, ms(elapsed));
+    println!(
+        "mask written to {} ({} foreground pixels, {:.1} ms)",
+        a.out.display(),
+        area,
+        ms(elapsed)
+    );
     if let Some(p) = &out.point {
         match &p.source {
             pslg::cfpg::PointSource::Region { region, .. } => {
-                println!("CFPG point ({:.1}, {:.1}), region convexity {:.3}, area {} px", p.x, p.y, region.convexity, region.area)
+                println!(
+                    "CFPG point ({:.1}, {:.1}), region convexity {:.3}, area {} px",
+                    p.x, p.y, region.convexity, region.area
+                )
             }
             pslg::cfpg::PointSource::BoxCentre(why) => println!("CFPG point: box centre ({why})"),
         }
@@ -174,8 +184,16 @@ fn segment(a: SegmentArgs) -> Result<()> {
         println!("note: MBO kept too little of the box; the box itself was returned");
     }
     if let Some(path) = &a.overlay {
-        let pic = pslg::overlay::draw_overlay(&image, &out.mask, out.roi, out.point.as_ref().map(|p| (p.x, p.y)));
-        pic.save(path).map_err(|source| PslgError::WriteImage { path: path.clone(), source })?;
+        let pic = pslg::overlay::draw_overlay(
+            &image,
+            &out.mask,
+            out.roi,
+            out.point.as_ref().map(|p| (p.x, p.y)),
+        );
+        pic.save(path).map_err(|source| PslgError::WriteImage {
+            path: path.clone(),
+            source,
+        })?;
         println!("overlay written to {}", path.display());
     }
     Ok(())
@@ -191,7 +209,11 @@ fn median(v: &mut [f64]) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 struct CaseReport {
@@ -205,15 +227,20 @@ struct CaseReport {
 fn batch(a: BatchArgs) -> Result<()> {
     let cases = read_cases(&a.cases)?;
     let seg = a.stages.segmenter()?;
-    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
     // Group the cases by image so that each image is decoded once.
     let mut by_image: BTreeMap<&Path, Vec<&Case>> = BTreeMap::new();
     for c in &cases {
         by_image.entry(c.image.as_path()).or_default().push(c);
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads.unwrap_or(0)).build()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or(0))
+        .build()?;
     let bar = ProgressBar::new(cases.len() as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} cases, {elapsed} elapsed, eta {eta}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} cases, {elapsed} elapsed, eta {eta}",
+    )?);
     let reports = Mutex::new(Vec::new());
     let failures = Mutex::new(Vec::new());
     let t0 = Instant::now();
@@ -232,15 +259,23 @@ fn batch(a: BatchArgs) -> Result<()> {
                 let t = Instant::now();
                 let result = seg.segment(&image, c.bbox);
                 let elapsed = t.elapsed();
-                match result.and_then(|out| save_mask(&out.mask, &a.out_dir.join(format!("{}.png", c.id))).map(|()| out)) {
-                    Ok(out) => reports.lock().unwrap_or_else(|p| p.into_inner()).push(CaseReport {
-                        segment_ms: ms(elapsed),
-                        cfpg_ms: ms(out.timings.cfpg),
-                        mbo_ms: ms(out.timings.mbo),
-                        collapsed: out.collapsed,
-                        fallback_point: out.point.as_ref().is_some_and(|p| p.is_fallback()),
-                    }),
-                    Err(e) => failures.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{}: {e}", c.id)),
+                match result.and_then(|out| {
+                    save_mask(&out.mask, &a.out_dir.join(format!("{}.png", c.id))).map(|()| out)
+                }) {
+                    Ok(out) => reports
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(CaseReport {
+                            segment_ms: ms(elapsed),
+                            cfpg_ms: ms(out.timings.cfpg),
+                            mbo_ms: ms(out.timings.mbo),
+                            collapsed: out.collapsed,
+                            fallback_point: out.point.as_ref().is_some_and(|p| p.is_fallback()),
+                        }),
+                    Err(e) => failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("{}: {e}", c.id)),
                 }
                 bar.inc(1);
             }
@@ -283,12 +318,24 @@ fn eval(a: EvalArgs) -> Result<()> {
     let cases = read_cases(&a.cases)?;
     let mut acc = Accumulator::new();
     for c in &cases {
-        let gt_path = c.mask.as_ref().with_context(|| format!("case {} has no \"mask\" to score against", c.id))?;
+        let gt_path = c
+            .mask
+            .as_ref()
+            .with_context(|| format!("case {} has no \"mask\" to score against", c.id))?;
         let gt = load_mask(gt_path)?;
         let pred_path = a.pred_dir.join(format!("{}.png", c.id));
-        let pred = if pred_path.exists() { load_mask(&pred_path)? } else { image::GrayImage::new(gt.width(), gt.height()) };
+        let pred = if pred_path.exists() {
+            load_mask(&pred_path)?
+        } else {
+            image::GrayImage::new(gt.width(), gt.height())
+        };
         if pred.dimensions() != gt.dimensions() {
-            return Err(PslgError::MaskSize { path: pred_path, got: pred.dimensions(), expected: gt.dimensions() }.into());
+            return Err(PslgError::MaskSize {
+                path: pred_path,
+                got: pred.dimensions(),
+                expected: gt.dimensions(),
+            }
+            .into());
         }
         let stats = mask_stats_by(pred.as_raw(), gt.as_raw(), |&v| v != 0, |&v| v != 0)?;
         acc.add(stats, c.category.as_deref());
@@ -309,21 +356,42 @@ fn summary_json(s: &Summary) -> serde_json::Value {
     m.insert("mIoU".into(), round2(100.0 * s.miou).into());
     m.insert("oIoU".into(), round2(100.0 * s.oiou).into());
     for t in PRECISION_THRESHOLDS {
-        m.insert(format!("Pr@{t}"), round2(100.0 * s.precision_at(t).unwrap_or(0.0)).into());
+        m.insert(
+            format!("Pr@{t}"),
+            round2(100.0 * s.precision_at(t).unwrap_or(0.0)).into(),
+        );
     }
     let per: serde_json::Map<String, serde_json::Value> = s
         .per_category
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::json!({"n": v.n, "mIoU": round2(100.0 * v.miou)})))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::json!({"n": v.n, "mIoU": round2(100.0 * v.miou)}),
+            )
+        })
         .collect();
     m.insert("per_category".into(), per.into());
     serde_json::Value::Object(m)
 }
 
 fn print_table(s: &Summary) {
-    println!("{:<22} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}", "", "n", "mIoU", "oIoU", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9");
-    let pr: Vec<String> = PRECISION_THRESHOLDS.iter().map(|&t| format!("{:>7.2}", 100.0 * s.precision_at(t).unwrap_or(0.0))).collect();
-    println!("{:<22} {:>6} {:>7.2} {:>7.2} {}", "all", s.n, 100.0 * s.miou, 100.0 * s.oiou, pr.join(" "));
+    println!(
+        "{:<22} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "", "n", "mIoU", "oIoU", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9"
+    );
+    let pr: Vec<String> = PRECISION_THRESHOLDS
+        .iter()
+        .map(|&t| format!("{:>7.2}", 100.0 * s.precision_at(t).unwrap_or(0.0)))
+        .collect();
+    println!(
+        "{:<22} {:>6} {:>7.2} {:>7.2} {}",
+        "all",
+        s.n,
+        100.0 * s.miou,
+        100.0 * s.oiou,
+        pr.join(" ")
+    );
     for (k, v) in &s.per_category {
         println!("{:<22} {:>6} {:>7.2}", k, v.n, 100.0 * v.miou);
     }

@@ -87,7 +87,12 @@ impl BoxSegmenter {
     /// [`PslgError::Cfpg`] / [`PslgError::Mbo`] for invalid stage parameters, [`PslgError::InvalidParam`] for
     /// the others.
     pub fn new(params: BoxSegmenterParams) -> Result<Self, PslgError> {
-        let bad = |name: &'static str, value: f64| Err(PslgError::InvalidParam { name, value: value.to_string() });
+        let bad = |name: &'static str, value: f64| {
+            Err(PslgError::InvalidParam {
+                name,
+                value: value.to_string(),
+            })
+        };
         if !(0.0..=4.0).contains(&params.margin_fraction) {
             return bad("margin_fraction", params.margin_fraction);
         }
@@ -116,7 +121,11 @@ impl BoxSegmenter {
         let roi = clamp_box(bbox, w, h)?;
         let mut timings = StageTimings::default();
         let t = Instant::now();
-        let point = self.cfpg.as_ref().map(|g| g.generate(image, bbox)).transpose()?;
+        let point = self
+            .cfpg
+            .as_ref()
+            .map(|g| g.generate(image, bbox))
+            .transpose()?;
         timings.cfpg = t.elapsed();
 
         let box_mask = || {
@@ -129,12 +138,20 @@ impl BoxSegmenter {
             m
         };
         let Some(refiner) = &self.mbo else {
-            return Ok(BoxMask { mask: box_mask(), roi, point, refinement: None, collapsed: false, timings });
+            return Ok(BoxMask {
+                mask: box_mask(),
+                roi,
+                point,
+                refinement: None,
+                collapsed: false,
+                timings,
+            });
         };
 
         let t = Instant::now();
         let side = roi.width.max(roi.height);
-        let margin = ((self.params.margin_fraction * f64::from(side)) as u32).max(self.params.min_margin);
+        let margin =
+            ((self.params.margin_fraction * f64::from(side)) as u32).max(self.params.min_margin);
         let cx0 = roi.x.saturating_sub(margin);
         let cy0 = roi.y.saturating_sub(margin);
         let cx1 = (roi.x + roi.width).saturating_add(margin).min(w);
@@ -142,21 +159,50 @@ impl BoxSegmenter {
         let (crop_w, crop_h) = (cx1 - cx0, cy1 - cy0);
         let mut crop = image::imageops::crop_imm(image, cx0, cy0, crop_w, crop_h).to_image();
         let max_px = self.params.max_mbo_box_pixels;
-        let scale = if max_px > 0 && roi.area() > max_px { (max_px as f64 / roi.area() as f64).sqrt() } else { 1.0 };
+        let scale = if max_px > 0 && roi.area() > max_px {
+            (max_px as f64 / roi.area() as f64).sqrt()
+        } else {
+            1.0
+        };
         let sc = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
         if scale < 1.0 {
-            crop = image::imageops::resize(&crop, sc(crop_w), sc(crop_h), image::imageops::FilterType::Triangle);
+            crop = image::imageops::resize(
+                &crop,
+                sc(crop_w),
+                sc(crop_h),
+                image::imageops::FilterType::Triangle,
+            );
         }
-        let inner = Roi { x: sc(roi.x - cx0).min(crop.width() - 1), y: sc(roi.y - cy0).min(crop.height() - 1), width: sc(roi.width), height: sc(roi.height) };
-        let inner = Roi { x: if roi.x == cx0 { 0 } else { inner.x }, y: if roi.y == cy0 { 0 } else { inner.y }, ..inner };
+        let inner = Roi {
+            x: sc(roi.x - cx0).min(crop.width() - 1),
+            y: sc(roi.y - cy0).min(crop.height() - 1),
+            width: sc(roi.width),
+            height: sc(roi.height),
+        };
+        let inner = Roi {
+            x: if roi.x == cx0 { 0 } else { inner.x },
+            y: if roi.y == cy0 { 0 } else { inner.y },
+            ..inner
+        };
         let mut trimap = Trimap::from_rect(crop.width(), crop.height(), inner);
         if let Some(p) = point.as_ref().filter(|p| !p.is_fallback()) {
-            let r = (self.params.seed_radius_fraction * f64::from(roi.width.min(roi.height)) * scale).max(1.0);
-            trimap.set_foreground_disk((p.x - f64::from(cx0)) * scale, (p.y - f64::from(cy0)) * scale, r);
+            let r =
+                (self.params.seed_radius_fraction * f64::from(roi.width.min(roi.height)) * scale)
+                    .max(1.0);
+            trimap.set_foreground_disk(
+                (p.x - f64::from(cx0)) * scale,
+                (p.y - f64::from(cy0)) * scale,
+                r,
+            );
         }
         let refinement = refiner.refine(&crop, &trimap)?;
         let crop_mask = if scale < 1.0 {
-            let mut up = image::imageops::resize(&refinement.mask, crop_w, crop_h, image::imageops::FilterType::Triangle);
+            let mut up = image::imageops::resize(
+                &refinement.mask,
+                crop_w,
+                crop_h,
+                image::imageops::FilterType::Triangle,
+            );
             for p in up.pixels_mut() {
                 p[0] = if p[0] >= 128 { 255 } else { 0 };
             }
@@ -177,7 +223,14 @@ impl BoxSegmenter {
             mask = box_mask();
         }
         timings.mbo = t.elapsed();
-        Ok(BoxMask { mask, roi, point, refinement: Some(refinement), collapsed, timings })
+        Ok(BoxMask {
+            mask,
+            roi,
+            point,
+            refinement: Some(refinement),
+            collapsed,
+            timings,
+        })
     }
 }
 
@@ -190,7 +243,11 @@ mod tests {
         RgbImage::from_fn(80, 60, |x, y| {
             let d = (x as f64 - 40.0).powi(2) / 1.5 + (y as f64 - 30.0).powi(2);
             let n = ((x * 5 + y * 3) % 7) as u8;
-            if d < 144.0 { Rgb([210 + n, 210, 200 + n]) } else { Rgb([60 + n, 70, 50 + n]) }
+            if d < 144.0 {
+                Rgb([210 + n, 210, 200 + n])
+            } else {
+                Rgb([60 + n, 70, 50 + n])
+            }
         })
     }
 
@@ -215,21 +272,50 @@ mod tests {
     #[test]
     fn ablations_and_bad_boxes() {
         let img = scene();
-        let no_mbo = BoxSegmenter::new(BoxSegmenterParams { mbo: None, ..Default::default() }).unwrap();
+        let no_mbo = BoxSegmenter::new(BoxSegmenterParams {
+            mbo: None,
+            ..Default::default()
+        })
+        .unwrap();
         let out = no_mbo.segment(&img, PixelBox::new(-10, -10, 5, 4)).unwrap();
         assert_eq!(out.mask.pixels().filter(|p| p[0] != 0).count(), 5 * 4);
-        let no_cfpg = BoxSegmenter::new(BoxSegmenterParams { cfpg: None, ..Default::default() }).unwrap();
-        assert!(no_cfpg.segment(&img, PixelBox::new(25, 18, 56, 43)).unwrap().point.is_none());
+        let no_cfpg = BoxSegmenter::new(BoxSegmenterParams {
+            cfpg: None,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            no_cfpg
+                .segment(&img, PixelBox::new(25, 18, 56, 43))
+                .unwrap()
+                .point
+                .is_none()
+        );
         let seg = BoxSegmenter::new(BoxSegmenterParams::default()).unwrap();
-        for b in [PixelBox::new(5, 5, 5, 9), PixelBox::new(90, 0, 99, 9), PixelBox::new(9, 9, 2, 2)] {
+        for b in [
+            PixelBox::new(5, 5, 5, 9),
+            PixelBox::new(90, 0, 99, 9),
+            PixelBox::new(9, 9, 2, 2),
+        ] {
             assert!(matches!(seg.segment(&img, b), Err(PslgError::Cfpg(_))));
         }
-        for b in [PixelBox::new(0, 0, 1, 1), PixelBox::new(79, 59, 80, 60), PixelBox::new(0, 0, 80, 60), PixelBox::new(3, 0, 4, 60)] {
+        for b in [
+            PixelBox::new(0, 0, 1, 1),
+            PixelBox::new(79, 59, 80, 60),
+            PixelBox::new(0, 0, 80, 60),
+            PixelBox::new(3, 0, 4, 60),
+        ] {
             let out = seg.segment(&img, b).unwrap();
             assert_eq!(out.mask.dimensions(), (80, 60));
         }
         let tiny = RgbImage::from_pixel(1, 7, Rgb([3, 3, 3]));
         assert!(seg.segment(&tiny, PixelBox::new(0, 2, 1, 5)).is_ok());
-        assert!(BoxSegmenter::new(BoxSegmenterParams { min_keep_fraction: 2.0, ..Default::default() }).is_err());
+        assert!(
+            BoxSegmenter::new(BoxSegmenterParams {
+                min_keep_fraction: 2.0,
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 }

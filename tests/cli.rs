@@ -17,7 +17,11 @@ fn disc_image(path: &Path) {
     image::RgbImage::from_fn(60, 50, |x, y| {
         let d = (x as f64 - 30.0).powi(2) + (y as f64 - 25.0).powi(2);
         let n = ((x * 3 + y * 7) % 9) as u8;
-        if d < 100.0 { image::Rgb([220, 200 + n, 60]) } else { image::Rgb([40 + n, 80, 50]) }
+        if d < 100.0 {
+            image::Rgb([220, 200 + n, 60])
+        } else {
+            image::Rgb([40 + n, 80, 50])
+        }
     })
     .save(path)
     .unwrap();
@@ -36,7 +40,11 @@ fn segment_writes_a_mask_of_the_image_size_and_an_overlay() {
         .arg(d.join("overlay.png"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("mask written to"));
     let m = image::open(d.join("mask.png")).unwrap().to_luma8();
     assert_eq!(m.dimensions(), (60, 50));
@@ -79,7 +87,13 @@ fn batch_then_eval_round_trip() {
     std::fs::create_dir_all(d.join("masks")).unwrap();
     disc_image(&d.join("images/a.png"));
     let gt = image::GrayImage::from_fn(60, 50, |x, y| {
-        image::Luma([if (x as f64 - 30.0).powi(2) + (y as f64 - 25.0).powi(2) < 100.0 { 255 } else { 0 }])
+        image::Luma([
+            if (x as f64 - 30.0).powi(2) + (y as f64 - 25.0).powi(2) < 100.0 {
+                255
+            } else {
+                0
+            },
+        ])
     });
     gt.save(d.join("masks/a.png")).unwrap();
     std::fs::write(
@@ -88,21 +102,53 @@ fn batch_then_eval_round_trip() {
          {\"id\": \"two\", \"image\": \"images/a.png\", \"box\": [20, 15, 40, 35], \"mask\": \"masks/a.png\", \"category\": \"disc\"}\n",
     )
     .unwrap();
-    let out = pslg().args(["batch", "--threads", "2", "--cases"]).arg(d.join("cases.jsonl")).arg("--out-dir").arg(d.join("pred")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = pslg()
+        .args(["batch", "--threads", "2", "--cases"])
+        .arg(d.join("cases.jsonl"))
+        .arg("--out-dir")
+        .arg(d.join("pred"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["written"], 2);
     assert_eq!(summary["images"], 1);
-    let out = pslg().args(["eval", "--cases"]).arg(d.join("cases.jsonl")).arg("--pred-dir").arg(d.join("pred")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = pslg()
+        .args(["eval", "--cases"])
+        .arg(d.join("cases.jsonl"))
+        .arg("--pred-dir")
+        .arg(d.join("pred"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(m["n"], 2);
     assert!(m["mIoU"].as_f64().unwrap() > 90.0, "{m}");
     assert_eq!(m["per_category"]["disc"]["n"], 2);
     // The box itself scores lower than the refined masks.
-    let out = pslg().args(["batch", "--no-mbo", "--cases"]).arg(d.join("cases.jsonl")).arg("--out-dir").arg(d.join("box")).output().unwrap();
+    let out = pslg()
+        .args(["batch", "--no-mbo", "--cases"])
+        .arg(d.join("cases.jsonl"))
+        .arg("--out-dir")
+        .arg(d.join("box"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = pslg().args(["eval", "--cases"]).arg(d.join("cases.jsonl")).arg("--pred-dir").arg(d.join("box")).output().unwrap();
+    let out = pslg()
+        .args(["eval", "--cases"])
+        .arg(d.join("cases.jsonl"))
+        .arg("--pred-dir")
+        .arg(d.join("box"))
+        .output()
+        .unwrap();
     let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(b["mIoU"].as_f64().unwrap() < m["mIoU"].as_f64().unwrap());
 }
@@ -111,8 +157,18 @@ fn batch_then_eval_round_trip() {
 fn segments_the_shipped_spacenet_geotiff() {
     let d = tmp("geotiff");
     let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/sample_geotiff.tif");
-    let out = pslg().args(["segment", "--image"]).arg(&img).args(["--box", "477,358,528,397", "--out"]).arg(d.join("m.png")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = pslg()
+        .args(["segment", "--image"])
+        .arg(&img)
+        .args(["--box", "477,358,528,397", "--out"])
+        .arg(d.join("m.png"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m = image::open(d.join("m.png")).unwrap().to_luma8();
     assert_eq!(m.dimensions(), (900, 900));
     assert!(m.pixels().any(|p| p[0] == 255));

@@ -14,14 +14,18 @@ use std::path::PathBuf;
 fn dev_set() -> Option<PathBuf> {
     let p = std::env::var_os("PSLG_BOXMASK_DEV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/boxmask-dev"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/boxmask-dev")
+        });
     p.join("cases.jsonl").exists().then_some(p)
 }
 
 #[test]
 fn weight_free_path_beats_box_and_opencv_on_the_dev_set() {
     let Some(root) = dev_set() else {
-        eprintln!("SKIPPED: ../shared/data/boxmask-dev not found (set PSLG_BOXMASK_DEV to its folder)");
+        eprintln!(
+            "SKIPPED: ../shared/data/boxmask-dev not found (set PSLG_BOXMASK_DEV to its folder)"
+        );
         return;
     };
     let cases = read_cases(&root.join("cases.jsonl")).unwrap();
@@ -32,15 +36,26 @@ fn weight_free_path_beats_box_and_opencv_on_the_dev_set() {
         if last.as_ref().is_none_or(|(p, _)| p != &c.image) {
             last = Some((c.image.clone(), load_rgb(&c.image).unwrap()));
         }
-        let Some((_, image)) = &last else { unreachable!() };
+        let Some((_, image)) = &last else {
+            unreachable!()
+        };
         let out = seg.segment(image, c.bbox).unwrap();
         let gt = load_mask(c.mask.as_ref().unwrap()).unwrap();
-        acc.add(mask_stats_by(out.mask.as_raw(), gt.as_raw(), |&v| v != 0, |&v| v != 0).unwrap(), c.category.as_deref());
+        acc.add(
+            mask_stats_by(out.mask.as_raw(), gt.as_raw(), |&v| v != 0, |&v| v != 0).unwrap(),
+            c.category.as_deref(),
+        );
     }
     let s = acc.summary();
     let (miou, oiou) = (100.0 * s.miou, 100.0 * s.oiou);
-    let (p5, p9) = (100.0 * s.precision_at(0.5).unwrap(), 100.0 * s.precision_at(0.9).unwrap());
-    eprintln!("dev set: n {} mIoU {miou:.2} oIoU {oiou:.2} Pr@0.5 {p5:.2} Pr@0.9 {p9:.2}", s.n);
+    let (p5, p9) = (
+        100.0 * s.precision_at(0.5).unwrap(),
+        100.0 * s.precision_at(0.9).unwrap(),
+    );
+    eprintln!(
+        "dev set: n {} mIoU {miou:.2} oIoU {oiou:.2} Pr@0.5 {p5:.2} Pr@0.9 {p9:.2}",
+        s.n
+    );
     assert_eq!(s.n, 376);
     assert!(miou > 56.39, "mIoU {miou:.2} does not beat the box (56.39)");
     assert!(oiou > 62.04, "oIoU {oiou:.2} does not beat OpenCV (62.04)");

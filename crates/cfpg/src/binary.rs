@@ -14,7 +14,11 @@ use imageproc::distance_transform::Norm;
 /// Never; an empty labelling returns 0.
 pub fn foreground_cluster(labels: &[u8], width: u32, height: u32) -> u8 {
     let (w, h) = (width as usize, height as usize);
-    let k = labels.iter().copied().max().map_or(1, |m| usize::from(m) + 1);
+    let k = labels
+        .iter()
+        .copied()
+        .max()
+        .map_or(1, |m| usize::from(m) + 1);
     let mut size = vec![0usize; k];
     let mut border = vec![0usize; k];
     for (i, &l) in labels.iter().enumerate() {
@@ -36,7 +40,10 @@ pub fn foreground_cluster(labels: &[u8], width: u32, height: u32) -> u8 {
 
 /// The binary map `B = 1[label = j_fg]` as a 0/255 image.
 pub fn binary_map(labels: &[u8], width: u32, height: u32, fg: u8) -> GrayImage {
-    let data = labels.iter().map(|&l| if l == fg { 255 } else { 0 }).collect();
+    let data = labels
+        .iter()
+        .map(|&l| if l == fg { 255 } else { 0 })
+        .collect();
     GrayImage::from_raw(width, height, data).unwrap_or_else(|| GrayImage::new(width, height))
 }
 

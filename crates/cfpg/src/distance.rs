@@ -31,7 +31,9 @@ pub fn euclidean_distance_transform(binary: &GrayImage) -> FloatMap {
         }
     }
     let d2 = imageproc::distance_transform::euclidean_squared_distance_transform(&sites);
-    FloatMap::from_fn(w, h, |x, y| Luma([d2.get_pixel(x + 1, y + 1)[0].sqrt() as f32]))
+    FloatMap::from_fn(w, h, |x, y| {
+        Luma([d2.get_pixel(x + 1, y + 1)[0].sqrt() as f32])
+    })
 }
 
 #[cfg(test)]
@@ -42,7 +44,9 @@ mod tests {
     /// Brute force: the distance to every background pixel, including the one-pixel frame around the image.
     fn edt_reference(binary: &GrayImage) -> Vec<f32> {
         let (w, h) = (binary.width() as i64, binary.height() as i64);
-        let is_bg = |x: i64, y: i64| x < 0 || y < 0 || x >= w || y >= h || binary.get_pixel(x as u32, y as u32)[0] == 0;
+        let is_bg = |x: i64, y: i64| {
+            x < 0 || y < 0 || x >= w || y >= h || binary.get_pixel(x as u32, y as u32)[0] == 0
+        };
         let mut out = Vec::new();
         for y in 0..h {
             for x in 0..w {

@@ -1,9 +1,9 @@
 //! The whole generator: parameters, validation and the step-by-step run.
 
 use crate::{
-    CfpgError, FloatMap, KMeans, LabelMap, PixelBox, Region, Roi, binary_map, crop_roi, distance_markers,
-    euclidean_distance_transform, foreground_cluster, kmeans_pp, mask_components, measure_regions, open_close,
-    region_point, select_region, watershed,
+    CfpgError, FloatMap, KMeans, LabelMap, PixelBox, Region, Roi, binary_map, crop_roi,
+    distance_markers, euclidean_distance_transform, foreground_cluster, kmeans_pp, mask_components,
+    measure_regions, open_close, region_point, select_region, watershed,
 };
 use image::{GrayImage, Luma, RgbImage};
 
@@ -61,16 +61,27 @@ impl CfpgParams {
         if self.max_fit_points < 16 {
             return bad("max_fit_points", self.max_fit_points.to_string(), ">= 16");
         }
-        for (name, v) in [("open_kernel", self.open_kernel), ("close_kernel", self.close_kernel)] {
+        for (name, v) in [
+            ("open_kernel", self.open_kernel),
+            ("close_kernel", self.close_kernel),
+        ] {
             if v % 2 == 0 || v > 31 {
                 return bad(name, v.to_string(), "odd, 1..=31");
             }
         }
         if !(0.0..1.0).contains(&self.distance_threshold) {
-            return bad("distance_threshold", self.distance_threshold.to_string(), "[0, 1)");
+            return bad(
+                "distance_threshold",
+                self.distance_threshold.to_string(),
+                "[0, 1)",
+            );
         }
         if !(0.0..=1.0).contains(&self.min_area_fraction) {
-            return bad("min_area_fraction", self.min_area_fraction.to_string(), "[0, 1]");
+            return bad(
+                "min_area_fraction",
+                self.min_area_fraction.to_string(),
+                "[0, 1]",
+            );
         }
         Ok(ForegroundPointGenerator { params: self })
     }
@@ -158,7 +169,10 @@ impl ForegroundPoint {
 
     /// The integer pixel containing the point.
     pub fn pixel(&self) -> (u32, u32) {
-        (self.x.floor().max(0.0) as u32, self.y.floor().max(0.0) as u32)
+        (
+            self.x.floor().max(0.0) as u32,
+            self.y.floor().max(0.0) as u32,
+        )
     }
 }
 
@@ -196,7 +210,10 @@ impl ForegroundPointGenerator {
     pub fn generate(&self, image: &RgbImage, bbox: PixelBox) -> Result<ForegroundPoint, CfpgError> {
         let p = &self.params;
         let (crop, roi) = crop_roi(image, bbox)?;
-        let centre = (f64::from(roi.x) + f64::from(roi.width) / 2.0, f64::from(roi.y) + f64::from(roi.height) / 2.0);
+        let centre = (
+            f64::from(roi.x) + f64::from(roi.width) / 2.0,
+            f64::from(roi.y) + f64::from(roi.height) / 2.0,
+        );
         let fallback = |why, regions, maps| ForegroundPoint {
             x: centre.0,
             y: centre.1,
@@ -205,8 +222,10 @@ impl ForegroundPointGenerator {
             regions,
             maps,
         };
-        let colours: Vec<[f32; 3]> =
-            crop.pixels().map(|px| [f32::from(px[0]), f32::from(px[1]), f32::from(px[2])]).collect();
+        let colours: Vec<[f32; 3]> = crop
+            .pixels()
+            .map(|px| [f32::from(px[0]), f32::from(px[1]), f32::from(px[2])])
+            .collect();
         let kmeans = kmeans_pp(&colours, p.k, p.seed, p.max_kmeans_iter, p.max_fit_points);
         if kmeans.centroids.len() < 2 {
             return Ok(fallback(Fallback::UniformRoi, Vec::new(), None));
@@ -216,7 +235,9 @@ impl ForegroundPointGenerator {
         let cleaned = open_close(&binary, p.open_kernel, p.close_kernel);
         let distance = euclidean_distance_transform(&cleaned);
         let markers = distance_markers(&distance, p.distance_threshold);
-        let relief = FloatMap::from_fn(roi.width, roi.height, |x, y| Luma([-distance.get_pixel(x, y)[0]]));
+        let relief = FloatMap::from_fn(roi.width, roi.height, |x, y| {
+            Luma([-distance.get_pixel(x, y)[0]])
+        });
         let ws = watershed(&relief, &markers, &cleaned);
         let components = mask_components(&ws, &cleaned);
         let regions = measure_regions(&components);
@@ -233,7 +254,11 @@ impl ForegroundPointGenerator {
             components,
         };
         let Some(region) = chosen else {
-            let why = if regions.is_empty() { Fallback::NoForeground } else { Fallback::NoRegionAboveArea };
+            let why = if regions.is_empty() {
+                Fallback::NoForeground
+            } else {
+                Fallback::NoRegionAboveArea
+            };
             return Ok(fallback(why, regions, Some(maps)));
         };
         let ((cx, cy), snapped) = region_point(&maps.components, &region);
@@ -260,20 +285,40 @@ mod tests {
     #[test]
     fn rejects_invalid_params() {
         for params in [
-            CfpgParams { k: 1, ..Default::default() },
-            CfpgParams { open_kernel: 4, ..Default::default() },
-            CfpgParams { distance_threshold: 1.0, ..Default::default() },
-            CfpgParams { min_area_fraction: -0.1, ..Default::default() },
-            CfpgParams { max_fit_points: 0, ..Default::default() },
+            CfpgParams {
+                k: 1,
+                ..Default::default()
+            },
+            CfpgParams {
+                open_kernel: 4,
+                ..Default::default()
+            },
+            CfpgParams {
+                distance_threshold: 1.0,
+                ..Default::default()
+            },
+            CfpgParams {
+                min_area_fraction: -0.1,
+                ..Default::default()
+            },
+            CfpgParams {
+                max_fit_points: 0,
+                ..Default::default()
+            },
         ] {
-            assert!(matches!(params.build(), Err(CfpgError::InvalidParam { .. })));
+            assert!(matches!(
+                params.build(),
+                Err(CfpgError::InvalidParam { .. })
+            ));
         }
     }
 
     #[test]
     fn uniform_roi_falls_back_to_centre() {
         let img = RgbImage::from_pixel(20, 10, Rgb([7, 7, 7]));
-        let p = generator().generate(&img, PixelBox::new(2, 2, 8, 6)).unwrap();
+        let p = generator()
+            .generate(&img, PixelBox::new(2, 2, 8, 6))
+            .unwrap();
         assert_eq!(p.source, PointSource::BoxCentre(Fallback::UniformRoi));
         assert_eq!((p.x, p.y), (5.0, 4.0));
     }
@@ -287,7 +332,10 @@ mod tests {
         assert!(g.generate(&row, PixelBox::new(-3, -3, 30, 30)).is_ok());
         let col = RgbImage::from_fn(1, 9, |_, y| Rgb([0, (y * 20) as u8, 0]));
         assert!(g.generate(&col, PixelBox::new(0, 2, 1, 5)).is_ok());
-        assert!(matches!(g.generate(&col, PixelBox::new(3, 0, 2, 5)), Err(CfpgError::DegenerateBox { .. })));
+        assert!(matches!(
+            g.generate(&col, PixelBox::new(3, 0, 2, 5)),
+            Err(CfpgError::DegenerateBox { .. })
+        ));
         assert!(matches!(
             g.generate(&RgbImage::new(0, 0), PixelBox::new(0, 0, 1, 1)),
             Err(CfpgError::EmptyImage { .. })
@@ -299,13 +347,27 @@ mod tests {
         // A bright square (convex) and a bright thin L-shaped strip (non-convex) inside one box.
         let img = RgbImage::from_fn(60, 60, |x, y| {
             let square = (30..45).contains(&x) && (30..45).contains(&y);
-            let l_shape = ((8..12).contains(&x) && (8..50).contains(&y)) || ((8..50).contains(&x) && (8..12).contains(&y));
-            if square || l_shape { Rgb([240, 240, 240]) } else { Rgb([20, 40, 20]) }
+            let l_shape = ((8..12).contains(&x) && (8..50).contains(&y))
+                || ((8..50).contains(&x) && (8..12).contains(&y));
+            if square || l_shape {
+                Rgb([240, 240, 240])
+            } else {
+                Rgb([20, 40, 20])
+            }
         });
-        let p = generator().generate(&img, PixelBox::new(2, 2, 58, 58)).unwrap();
-        let PointSource::Region { region, snapped } = &p.source else { panic!("fell back: {:?}", p.source) };
+        let p = generator()
+            .generate(&img, PixelBox::new(2, 2, 58, 58))
+            .unwrap();
+        let PointSource::Region { region, snapped } = &p.source else {
+            panic!("fell back: {:?}", p.source)
+        };
         assert!(!snapped);
         assert!(region.convexity > 0.9);
-        assert!((p.x - 37.5).abs() < 1.0 && (p.y - 37.5).abs() < 1.0, "({}, {})", p.x, p.y);
+        assert!(
+            (p.x - 37.5).abs() < 1.0 && (p.y - 37.5).abs() < 1.0,
+            "({}, {})",
+            p.x,
+            p.y
+        );
     }
 }

@@ -46,9 +46,19 @@ pub fn nearest(centroids: &[[f32; 3]], p: &[f32; 3]) -> (usize, f32) {
 /// assert_eq!(km.labels[0], km.labels[1]);
 /// assert_ne!(km.labels[0], km.labels[2]);
 /// ```
-pub fn kmeans_pp(points: &[[f32; 3]], k: usize, seed: u64, max_iter: usize, max_fit_points: usize) -> KMeans {
+pub fn kmeans_pp(
+    points: &[[f32; 3]],
+    k: usize,
+    seed: u64,
+    max_iter: usize,
+    max_fit_points: usize,
+) -> KMeans {
     if points.is_empty() {
-        return KMeans { centroids: Vec::new(), labels: Vec::new(), iterations: 0 };
+        return KMeans {
+            centroids: Vec::new(),
+            labels: Vec::new(),
+            iterations: 0,
+        };
     }
     let k = k.clamp(1, 255.min(points.len()));
     let stride = points.len().div_ceil(max_fit_points.max(1));
@@ -100,15 +110,26 @@ pub fn kmeans_pp(points: &[[f32; 3]], k: usize, seed: u64, max_iter: usize, max_
         }
         for (c, s) in centroids.iter_mut().zip(&sums) {
             if s[3] > 0.0 {
-                *c = [(s[0] / s[3]) as f32, (s[1] / s[3]) as f32, (s[2] / s[3]) as f32];
+                *c = [
+                    (s[0] / s[3]) as f32,
+                    (s[1] / s[3]) as f32,
+                    (s[2] / s[3]) as f32,
+                ];
             }
         }
         if !changed {
             break;
         }
     }
-    let labels = points.iter().map(|p| nearest(&centroids, p).0 as u8).collect();
-    KMeans { centroids, labels, iterations }
+    let labels = points
+        .iter()
+        .map(|p| nearest(&centroids, p).0 as u8)
+        .collect();
+    KMeans {
+        centroids,
+        labels,
+        iterations,
+    }
 }
 
 #[cfg(test)]
@@ -117,8 +138,13 @@ mod tests {
 
     #[test]
     fn deterministic_for_a_seed() {
-        let pts: Vec<[f32; 3]> = (0..500).map(|i| [(i % 17) as f32, (i % 5) as f32 * 40.0, (i / 7) as f32]).collect();
-        assert_eq!(kmeans_pp(&pts, 2, 3, 30, 100), kmeans_pp(&pts, 2, 3, 30, 100));
+        let pts: Vec<[f32; 3]> = (0..500)
+            .map(|i| [(i % 17) as f32, (i % 5) as f32 * 40.0, (i / 7) as f32])
+            .collect();
+        assert_eq!(
+            kmeans_pp(&pts, 2, 3, 30, 100),
+            kmeans_pp(&pts, 2, 3, 30, 100)
+        );
     }
 
     #[test]

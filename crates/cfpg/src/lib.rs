@@ -32,9 +32,14 @@ mod watershed;
 
 pub use binary::{binary_map, foreground_cluster, open_close};
 pub use distance::{FloatMap, euclidean_distance_transform};
-pub use generator::{CfpgMaps, CfpgParams, Fallback, ForegroundPoint, ForegroundPointGenerator, PointSource};
+pub use generator::{
+    CfpgMaps, CfpgParams, Fallback, ForegroundPoint, ForegroundPointGenerator, PointSource,
+};
 pub use kmeans::{KMeans, kmeans_pp, nearest};
-pub use regions::{Connectivity, Region, convexity, label_components, mask_components, measure_regions, pixel_hull, polygon_area, region_point, select_region};
+pub use regions::{
+    Connectivity, Region, convexity, label_components, mask_components, measure_regions,
+    pixel_hull, polygon_area, region_point, select_region,
+};
 pub use roi::{PixelBox, Roi, clamp_box, crop_roi};
 pub use watershed::{LabelMap, WATERSHED_LINE, distance_markers, watershed};
 
@@ -59,7 +64,9 @@ pub enum CfpgError {
         bbox: PixelBox,
     },
     /// No part of the box lies inside the image.
-    #[error("box {bbox:?} lies outside the {width}×{height} image: give coordinates in this image's pixels")]
+    #[error(
+        "box {bbox:?} lies outside the {width}×{height} image: give coordinates in this image's pixels"
+    )]
     BoxOutsideImage {
         /// The box as given.
         bbox: PixelBox,

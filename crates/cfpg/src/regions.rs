@@ -38,7 +38,16 @@ pub fn label_components(map: &LabelMap, connectivity: Connectivity) -> LabelMap 
     let mut stack = Vec::new();
     let offsets: &[(isize, isize)] = match connectivity {
         Connectivity::Four => &[(-1, 0), (1, 0), (0, -1), (0, 1)],
-        Connectivity::Eight => &[(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1)],
+        Connectivity::Eight => &[
+            (-1, 0),
+            (1, 0),
+            (0, -1),
+            (0, 1),
+            (-1, -1),
+            (1, -1),
+            (-1, 1),
+            (1, 1),
+        ],
     };
     for start in 0..src.len() {
         if src[start] == 0 || out[start] != 0 {
@@ -70,7 +79,14 @@ pub fn label_components(map: &LabelMap, connectivity: Connectivity) -> LabelMap 
 /// the mask separate components. Mask pixels that no marker reached (label 0) form components of their own.
 /// Labels are 1, 2, …; 0 elsewhere.
 pub fn mask_components(watershed: &LabelMap, mask: &image::GrayImage) -> LabelMap {
-    let unreached = watershed.as_raw().iter().filter(|&&l| l != WATERSHED_LINE).copied().max().unwrap_or(0) + 1;
+    let unreached = watershed
+        .as_raw()
+        .iter()
+        .filter(|&&l| l != WATERSHED_LINE)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        + 1;
     let (w, h) = watershed.dimensions();
     let regions = LabelMap::from_fn(w, h, |x, y| {
         let inside = mask.get_pixel_checked(x, y).is_some_and(|p| p[0] != 0);
@@ -107,7 +123,12 @@ pub fn pixel_hull(rows: &[(u32, u32, u32)]) -> Vec<Point<i64>> {
     let mut pts = Vec::with_capacity(rows.len() * 4);
     for &(y, x0, x1) in rows {
         let (y, x0, x1) = (i64::from(y), i64::from(x0), i64::from(x1) + 1);
-        pts.extend([Point::new(x0, y), Point::new(x0, y + 1), Point::new(x1, y), Point::new(x1, y + 1)]);
+        pts.extend([
+            Point::new(x0, y),
+            Point::new(x0, y + 1),
+            Point::new(x1, y),
+            Point::new(x1, y + 1),
+        ]);
     }
     imageproc::geometry::convex_hull(pts)
 }
@@ -119,7 +140,11 @@ pub fn polygon_area(points: &[Point<i64>]) -> f64 {
 
 /// Eq. (7): convexity `κ = A / A_hull`. Returns 0 when the hull is empty.
 pub fn convexity(area: usize, hull_area: f64) -> f64 {
-    if hull_area <= 0.0 { 0.0 } else { (area as f64 / hull_area).min(1.0) }
+    if hull_area <= 0.0 {
+        0.0
+    } else {
+        (area as f64 / hull_area).min(1.0)
+    }
 }
 
 /// Measures every component of `components` (labels 1..): area, convex hull, convexity and centroid.
@@ -162,7 +187,11 @@ pub fn select_region(regions: &[Region], min_area: usize) -> Option<&Region> {
     regions
         .iter()
         .filter(|r| r.area >= min_area)
-        .max_by(|a, b| a.convexity.total_cmp(&b.convexity).then(a.area.cmp(&b.area)))
+        .max_by(|a, b| {
+            a.convexity
+                .total_cmp(&b.convexity)
+                .then(a.area.cmp(&b.area))
+        })
 }
 
 /// Eq. (9): the foreground point — the region's centroid. When the centroid pixel is not in the region (a
@@ -171,7 +200,10 @@ pub fn select_region(regions: &[Region], min_area: usize) -> Option<&Region> {
 pub fn region_point(components: &LabelMap, region: &Region) -> ((f64, f64), bool) {
     let (cx, cy) = region.centroid;
     let (px, py) = (cx.floor().max(0.0) as u32, cy.floor().max(0.0) as u32);
-    if components.get_pixel_checked(px, py).is_some_and(|p| p[0] == region.label) {
+    if components
+        .get_pixel_checked(px, py)
+        .is_some_and(|p| p[0] == region.label)
+    {
         return ((cx, cy), false);
     }
     let mut best = (f64::INFINITY, (cx, cy));
@@ -207,7 +239,9 @@ mod tests {
 
     #[test]
     fn rectangle_is_fully_convex() {
-        let px: Vec<(u32, u32)> = (0..4).flat_map(|y| (0..6).map(move |x| (x + 2, y + 1))).collect();
+        let px: Vec<(u32, u32)> = (0..4)
+            .flat_map(|y| (0..6).map(move |x| (x + 2, y + 1)))
+            .collect();
         let hull = pixel_hull(&rows_of(&px));
         assert_eq!(polygon_area(&hull), 24.0);
         assert_eq!(convexity(24, 24.0), 1.0);
@@ -224,7 +258,13 @@ mod tests {
 
     #[test]
     fn select_prefers_convex_and_respects_area() {
-        let r = |label, area, convexity| Region { label, area, hull_area: 1.0, convexity, centroid: (0.0, 0.0) };
+        let r = |label, area, convexity| Region {
+            label,
+            area,
+            hull_area: 1.0,
+            convexity,
+            centroid: (0.0, 0.0),
+        };
         let regions = [r(1, 100, 0.6), r(2, 50, 0.9), r(3, 5, 1.0)];
         assert_eq!(select_region(&regions, 10).map(|r| r.label), Some(2));
         assert_eq!(select_region(&regions, 1000), None);
@@ -242,17 +282,21 @@ mod tests {
         pts.sort();
         pts.dedup();
         // Andrew's monotone chain.
-        let cross = |o: (i64, i64), a: (i64, i64), b: (i64, i64)| (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0);
+        let cross = |o: (i64, i64), a: (i64, i64), b: (i64, i64)| {
+            (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
+        };
         let mut lower: Vec<(i64, i64)> = Vec::new();
         for &p in &pts {
-            while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], p) <= 0 {
+            while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], p) <= 0
+            {
                 lower.pop();
             }
             lower.push(p);
         }
         let mut upper: Vec<(i64, i64)> = Vec::new();
         for &p in pts.iter().rev() {
-            while upper.len() >= 2 && cross(upper[upper.len() - 2], upper[upper.len() - 1], p) <= 0 {
+            while upper.len() >= 2 && cross(upper[upper.len() - 2], upper[upper.len() - 1], p) <= 0
+            {
                 upper.pop();
             }
             upper.push(p);

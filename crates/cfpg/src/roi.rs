@@ -27,7 +27,10 @@ impl PixelBox {
 
     /// Centre `(x, y)` in continuous pixel coordinates (pixel `i` spans `[i, i + 1)`).
     pub fn centre(&self) -> (f64, f64) {
-        ((self.x1 + self.x2) as f64 / 2.0, (self.y1 + self.y2) as f64 / 2.0)
+        (
+            (self.x1 + self.x2) as f64 / 2.0,
+            (self.y1 + self.y2) as f64 / 2.0,
+        )
     }
 }
 
@@ -81,10 +84,19 @@ pub fn clamp_box(bbox: PixelBox, width: u32, height: u32) -> Result<Roi, CfpgErr
     let y1 = bbox.y1.clamp(0, i64::from(height));
     let y2 = bbox.y2.clamp(0, i64::from(height));
     if x2 <= x1 || y2 <= y1 {
-        return Err(CfpgError::BoxOutsideImage { bbox, width, height });
+        return Err(CfpgError::BoxOutsideImage {
+            bbox,
+            width,
+            height,
+        });
     }
     // Casts are lossless: all values were clamped into 0..=u32::MAX above.
-    Ok(Roi { x: x1 as u32, y: y1 as u32, width: (x2 - x1) as u32, height: (y2 - y1) as u32 })
+    Ok(Roi {
+        x: x1 as u32,
+        y: y1 as u32,
+        width: (x2 - x1) as u32,
+        height: (y2 - y1) as u32,
+    })
 }
 
 /// Eq. (4): the region of interest `I_roi = I[y1:y2, x1:x2]` of the box, clamped to the image.
@@ -103,8 +115,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_boxes() {
-        assert!(matches!(clamp_box(PixelBox::new(5, 5, 5, 9), 10, 10), Err(CfpgError::DegenerateBox { .. })));
-        assert!(matches!(clamp_box(PixelBox::new(5, 5, 3, 9), 10, 10), Err(CfpgError::DegenerateBox { .. })));
+        assert!(matches!(
+            clamp_box(PixelBox::new(5, 5, 5, 9), 10, 10),
+            Err(CfpgError::DegenerateBox { .. })
+        ));
+        assert!(matches!(
+            clamp_box(PixelBox::new(5, 5, 3, 9), 10, 10),
+            Err(CfpgError::DegenerateBox { .. })
+        ));
         assert!(matches!(
             clamp_box(PixelBox::new(10, 0, 20, 5), 10, 10),
             Err(CfpgError::BoxOutsideImage { .. })
@@ -113,19 +131,38 @@ mod tests {
             clamp_box(PixelBox::new(-9, -9, 0, 0), 10, 10),
             Err(CfpgError::BoxOutsideImage { .. })
         ));
-        assert!(matches!(clamp_box(PixelBox::new(0, 0, 1, 1), 0, 10), Err(CfpgError::EmptyImage { .. })));
+        assert!(matches!(
+            clamp_box(PixelBox::new(0, 0, 1, 1), 0, 10),
+            Err(CfpgError::EmptyImage { .. })
+        ));
     }
 
     #[test]
     fn one_pixel_box() {
         let roi = clamp_box(PixelBox::new(3, 4, 4, 5), 10, 10).unwrap();
-        assert_eq!(roi, Roi { x: 3, y: 4, width: 1, height: 1 });
+        assert_eq!(
+            roi,
+            Roi {
+                x: 3,
+                y: 4,
+                width: 1,
+                height: 1
+            }
+        );
         assert!(roi.contains(3, 4) && !roi.contains(4, 4));
     }
 
     #[test]
     fn huge_coordinates_do_not_overflow() {
         let roi = clamp_box(PixelBox::new(i64::MIN, i64::MIN, i64::MAX, i64::MAX), 7, 3).unwrap();
-        assert_eq!(roi, Roi { x: 0, y: 0, width: 7, height: 3 });
+        assert_eq!(
+            roi,
+            Roi {
+                x: 0,
+                y: 0,
+                width: 7,
+                height: 3
+            }
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! Markers from the thresholded distance map, and marker-controlled watershed (Meyer's flooding).
 
 use crate::FloatMap;
-use image::{GrayImage, ImageBuffer, Luma};
 use crate::{Connectivity, label_components};
+use image::{GrayImage, ImageBuffer, Luma};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -41,7 +41,10 @@ impl Eq for Entry {}
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         // Min-heap on (level, age): lowest first, FIFO among equal levels.
-        other.level.total_cmp(&self.level).then(other.age.cmp(&self.age))
+        other
+            .level
+            .total_cmp(&self.level)
+            .then(other.age.cmp(&self.age))
     }
 }
 impl PartialOrd for Entry {
@@ -78,7 +81,12 @@ pub fn watershed(elevation: &FloatMap, markers: &LabelMap, mask: &GrayImage) -> 
     let n = wu * hu;
     let elev = elevation.as_raw();
     let inside = |i: usize| mask.as_raw().get(i).is_some_and(|&v| v != 0);
-    let mut labels: Vec<u32> = markers.as_raw().iter().enumerate().map(|(i, &l)| if inside(i) { l } else { 0 }).collect();
+    let mut labels: Vec<u32> = markers
+        .as_raw()
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| if inside(i) { l } else { 0 })
+        .collect();
     let mut queued = vec![false; n];
     let mut heap = BinaryHeap::new();
     let mut age = 0u64;
@@ -97,7 +105,11 @@ pub fn watershed(elevation: &FloatMap, markers: &LabelMap, mask: &GrayImage) -> 
             for j in neighbours(i).into_iter().flatten() {
                 if labels[j] == 0 && !queued[j] && inside(j) {
                     queued[j] = true;
-                    heap.push(Entry { level: elev[j], age, index: j });
+                    heap.push(Entry {
+                        level: elev[j],
+                        age,
+                        index: j,
+                    });
                     age += 1;
                 }
             }
@@ -123,7 +135,11 @@ pub fn watershed(elevation: &FloatMap, markers: &LabelMap, mask: &GrayImage) -> 
         for j in neighbours(i).into_iter().flatten() {
             if !queued[j] && labels[j] == 0 && inside(j) {
                 queued[j] = true;
-                heap.push(Entry { level: elev[j], age, index: j });
+                heap.push(Entry {
+                    level: elev[j],
+                    age,
+                    index: j,
+                });
                 age += 1;
             }
         }
@@ -159,7 +175,11 @@ mod tests {
 
     #[test]
     fn empty_inputs() {
-        let ws = watershed(&FloatMap::new(0, 0), &LabelMap::new(0, 0), &GrayImage::new(0, 0));
+        let ws = watershed(
+            &FloatMap::new(0, 0),
+            &LabelMap::new(0, 0),
+            &GrayImage::new(0, 0),
+        );
         assert!(ws.as_raw().is_empty());
         let m = distance_markers(&FloatMap::new(3, 3), 0.5);
         assert!(m.as_raw().iter().all(|&l| l == 0));

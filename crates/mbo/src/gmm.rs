@@ -29,12 +29,14 @@ pub struct Gmm {
 }
 
 fn det3(m: &[[f64; 3]; 3]) -> f64 {
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
 }
 
 fn inv3(m: &[[f64; 3]; 3], det: f64) -> [[f64; 3]; 3] {
-    let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+    let c =
+        |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
     let d = 1.0 / det;
     [
         [c(1, 1, 2, 2) * d, -c(0, 1, 2, 2) * d, c(0, 1, 1, 2) * d],
@@ -162,7 +164,11 @@ impl Gmm {
 impl Component {
     /// `ln(π_k 𝒩(x; μ_k, Σ_k))`.
     pub fn log_density(&self, x: &[f32; 3]) -> f64 {
-        let d = [f64::from(x[0]) - self.mean[0], f64::from(x[1]) - self.mean[1], f64::from(x[2]) - self.mean[2]];
+        let d = [
+            f64::from(x[0]) - self.mean[0],
+            f64::from(x[1]) - self.mean[1],
+            f64::from(x[2]) - self.mean[2],
+        ];
         let iv = &self.inverse;
         let q = d[0] * (iv[0][0] * d[0] + iv[0][1] * d[1] + iv[0][2] * d[2])
             + d[1] * (iv[1][0] * d[0] + iv[1][1] * d[1] + iv[1][2] * d[2])
@@ -178,7 +184,14 @@ mod tests {
     #[test]
     fn single_gaussian_density_is_exact() {
         // Points with mean 0 and unit-ish spread along each axis.
-        let pts: Vec<[f32; 3]> = vec![[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0]];
+        let pts: Vec<[f32; 3]> = vec![
+            [1.0, 0.0, 0.0],
+            [-1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [0.0, -1.0, 0.0],
+            [0.0, 0.0, 1.0],
+            [0.0, 0.0, -1.0],
+        ];
         let g = Gmm::fit(&pts, 1, 0).unwrap();
         let c = &g.components()[0];
         let var = 1.0 / 3.0 + COVARIANCE_REGULARIZATION;
@@ -201,7 +214,11 @@ mod tests {
         let pts: Vec<[f32; 3]> = (0..400)
             .map(|i| {
                 let t = i as f32;
-                if i % 2 == 0 { [20.0 + (t * 0.37) % 9.0, 40.0 + (t * 0.71) % 7.0, 30.0] } else { [200.0, 180.0 + (t * 0.13) % 11.0, 170.0 + (t * 0.53) % 5.0] }
+                if i % 2 == 0 {
+                    [20.0 + (t * 0.37) % 9.0, 40.0 + (t * 0.71) % 7.0, 30.0]
+                } else {
+                    [200.0, 180.0 + (t * 0.13) % 11.0, 170.0 + (t * 0.53) % 5.0]
+                }
             })
             .collect();
         let nll = |g: &Gmm| pts.iter().map(|p| g.neg_log_likelihood(p)).sum::<f64>();

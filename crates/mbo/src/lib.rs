@@ -38,7 +38,9 @@ pub use refine::{MaskRefiner, MboParams, Refinement, Skipped, Trimap, TrimapLabe
 #[non_exhaustive]
 pub enum MboError {
     /// Image and trimap differ in size.
-    #[error("image is {image:?} but the trimap/mask is {trimap:?} (width, height): give a mask of the image's size")]
+    #[error(
+        "image is {image:?} but the trimap/mask is {trimap:?} (width, height): give a mask of the image's size"
+    )]
     SizeMismatch {
         /// Image (width, height).
         image: (u32, u32),

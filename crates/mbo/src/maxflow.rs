@@ -17,7 +17,9 @@
 use std::collections::VecDeque;
 
 /// Numeric type of capacities and flows: integers (exact) or floats.
-pub trait Capacity: Copy + PartialOrd + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::fmt::Debug {
+pub trait Capacity:
+    Copy + PartialOrd + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::fmt::Debug
+{
     /// The additive identity.
     const ZERO: Self;
 }
@@ -112,7 +114,12 @@ impl<T: Capacity> MaxFlowGraph<T> {
             dist: 0,
             active: false,
         };
-        Self { nodes: vec![node; n], arcs: Vec::with_capacity(2 * edges), flow: T::ZERO, solved: false }
+        Self {
+            nodes: vec![node; n],
+            arcs: Vec::with_capacity(2 * edges),
+            flow: T::ZERO,
+            solved: false,
+        }
     }
 
     /// Number of nodes.
@@ -126,7 +133,11 @@ impl<T: Capacity> MaxFlowGraph<T> {
     /// When `i` is not a node index (a programming error, not input-dependent).
     pub fn add_terminal_weights(&mut self, i: usize, source_cap: T, sink_cap: T) {
         let n = &mut self.nodes[i];
-        let (cs, ct) = if n.tr_cap > T::ZERO { (n.tr_cap + source_cap, sink_cap) } else { (source_cap, neg(n.tr_cap) + sink_cap) };
+        let (cs, ct) = if n.tr_cap > T::ZERO {
+            (n.tr_cap + source_cap, sink_cap)
+        } else {
+            (source_cap, neg(n.tr_cap) + sink_cap)
+        };
         // Push min(cs, ct) through S → i → T directly; keep the signed remainder.
         let m = min(cs, ct);
         self.flow = self.flow + m;
@@ -155,11 +166,22 @@ impl<T: Capacity> MaxFlowGraph<T> {
     /// # Panics
     /// When `i` or `j` is not a node index, or `i == j`.
     pub fn add_edge(&mut self, i: usize, j: usize, cap: T, rev_cap: T) {
-        assert!(i != j && i < self.nodes.len() && j < self.nodes.len(), "bad edge {i} -> {j}");
+        assert!(
+            i != j && i < self.nodes.len() && j < self.nodes.len(),
+            "bad edge {i} -> {j}"
+        );
         let a = self.arcs.len() as u32;
-        self.arcs.push(Arc { head: j as u32, next: self.nodes[i].first, r_cap: cap });
+        self.arcs.push(Arc {
+            head: j as u32,
+            next: self.nodes[i].first,
+            r_cap: cap,
+        });
         self.nodes[i].first = a;
-        self.arcs.push(Arc { head: i as u32, next: self.nodes[j].first, r_cap: rev_cap });
+        self.arcs.push(Arc {
+            head: i as u32,
+            next: self.nodes[j].first,
+            r_cap: rev_cap,
+        });
         self.nodes[j].first = a + 1;
         self.solved = false;
     }
@@ -191,7 +213,10 @@ impl<T: Capacity> MaxFlowGraph<T> {
         let mut current: Option<u32> = None;
         loop {
             // Pick an active node that is still in a tree.
-            let i = match current.take().filter(|&c| self.nodes[c as usize].parent != NONE) {
+            let i = match current
+                .take()
+                .filter(|&c| self.nodes[c as usize].parent != NONE)
+            {
                 Some(c) => c,
                 None => loop {
                     match queue.pop_front() {
@@ -216,7 +241,11 @@ impl<T: Capacity> MaxFlowGraph<T> {
             while a != NONE {
                 let arc = &self.arcs[a as usize];
                 let (j, next) = (arc.head as usize, arc.next);
-                let residual = if in_sink { self.arcs[(a ^ 1) as usize].r_cap } else { arc.r_cap };
+                let residual = if in_sink {
+                    self.arcs[(a ^ 1) as usize].r_cap
+                } else {
+                    arc.r_cap
+                };
                 if residual > T::ZERO {
                     let (ts, dist) = (self.nodes[iu].timestamp, self.nodes[iu].dist);
                     let nj = &mut self.nodes[j];
@@ -371,7 +400,11 @@ impl<T: Capacity> MaxFlowGraph<T> {
                 let arc = &self.arcs[a as usize];
                 let (j, next) = (arc.head as usize, arc.next);
                 // Residual toward i along the tree direction.
-                let residual = if in_sink { arc.r_cap } else { self.arcs[(a ^ 1) as usize].r_cap };
+                let residual = if in_sink {
+                    arc.r_cap
+                } else {
+                    self.arcs[(a ^ 1) as usize].r_cap
+                };
                 if residual > T::ZERO
                     && self.nodes[j].in_sink_tree == in_sink
                     && self.nodes[j].parent != NONE
@@ -399,12 +432,19 @@ impl<T: Capacity> MaxFlowGraph<T> {
                 let (j, next) = (arc.head as usize, arc.next);
                 let nj_parent = self.nodes[j].parent;
                 if self.nodes[j].in_sink_tree == in_sink && nj_parent != NONE {
-                    let residual = if in_sink { arc.r_cap } else { self.arcs[(a ^ 1) as usize].r_cap };
+                    let residual = if in_sink {
+                        arc.r_cap
+                    } else {
+                        self.arcs[(a ^ 1) as usize].r_cap
+                    };
                     if residual > T::ZERO && !self.nodes[j].active {
                         self.nodes[j].active = true;
                         queue.push_back(j as u32);
                     }
-                    if nj_parent != TERMINAL && nj_parent != ORPHAN && self.arcs[nj_parent as usize].head == i {
+                    if nj_parent != TERMINAL
+                        && nj_parent != ORPHAN
+                        && self.arcs[nj_parent as usize].head == i
+                    {
                         self.nodes[j].parent = ORPHAN;
                         orphans.push_back(j as u32);
                     }
@@ -419,7 +459,11 @@ impl<T: Capacity> MaxFlowGraph<T> {
     /// gives the minimum cut with the smallest source side.
     pub fn segment(&self, i: usize) -> Segment {
         let n = &self.nodes[i];
-        if n.parent != NONE && !n.in_sink_tree { Segment::Source } else { Segment::Sink }
+        if n.parent != NONE && !n.in_sink_tree {
+            Segment::Source
+        } else {
+            Segment::Sink
+        }
     }
 }
 
@@ -532,10 +576,16 @@ mod tests {
         let (w, h) = (30usize, 30usize);
         let mut state = 12345u64;
         let mut rnd = |m: i64| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) % m as u64) as i64
         };
-        let mut net = Net { n: w * h, terminals: Vec::new(), edges: Vec::new() };
+        let mut net = Net {
+            n: w * h,
+            terminals: Vec::new(),
+            edges: Vec::new(),
+        };
         for _ in 0..w * h {
             net.terminals.push((rnd(30), rnd(30)));
         }

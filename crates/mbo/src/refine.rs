@@ -22,7 +22,10 @@ pub enum TrimapLabel {
 impl TrimapLabel {
     /// Whether the label counts as foreground in the initial labelling.
     pub fn is_foreground(self) -> bool {
-        matches!(self, TrimapLabel::Foreground | TrimapLabel::ProbablyForeground)
+        matches!(
+            self,
+            TrimapLabel::Foreground | TrimapLabel::ProbablyForeground
+        )
     }
 
     /// Whether the pixel is fixed (not a graph node).
@@ -42,7 +45,11 @@ pub struct Trimap {
 impl Trimap {
     /// Every pixel set to `label`.
     pub fn filled(width: u32, height: u32, label: TrimapLabel) -> Self {
-        Self { width, height, labels: vec![label; width as usize * height as usize] }
+        Self {
+            width,
+            height,
+            labels: vec![label; width as usize * height as usize],
+        }
     }
 
     /// GrabCut rectangle initialisation: outside `rect` certainly background, inside probably foreground.
@@ -51,7 +58,8 @@ impl Trimap {
         let mut t = Self::filled(width, height, TrimapLabel::Background);
         for y in rect.y..rect.y.saturating_add(rect.height).min(height) {
             for x in rect.x..rect.x.saturating_add(rect.width).min(width) {
-                t.labels[y as usize * width as usize + x as usize] = TrimapLabel::ProbablyForeground;
+                t.labels[y as usize * width as usize + x as usize] =
+                    TrimapLabel::ProbablyForeground;
             }
         }
         t
@@ -61,7 +69,12 @@ impl Trimap {
     /// is the confident interior ([`TrimapLabel::Foreground`] when `hard_interior`, otherwise probably
     /// foreground); pixels farther than `band_radius` outside the mask are certainly background; the band in
     /// between keeps the mask's label as a probable one. Radii are in pixels with a square (L∞) element.
-    pub fn from_mask(mask: &GrayImage, erode_radius: u8, band_radius: u8, hard_interior: bool) -> Self {
+    pub fn from_mask(
+        mask: &GrayImage,
+        erode_radius: u8,
+        band_radius: u8,
+        hard_interior: bool,
+    ) -> Self {
         let interior = imageproc::morphology::erode(mask, Norm::LInf, erode_radius);
         let reach = imageproc::morphology::dilate(mask, Norm::LInf, band_radius);
         let labels = mask
@@ -75,20 +88,31 @@ impl Trimap {
                 (false, _, false) => TrimapLabel::Background,
             })
             .collect();
-        Self { width: mask.width(), height: mask.height(), labels }
+        Self {
+            width: mask.width(),
+            height: mask.height(),
+            labels,
+        }
     }
 
     /// Marks the pixels within `radius` (Euclidean, pixel centres) of `(cx, cy)` as certainly foreground — the
     /// CFPG point and its neighbourhood. Pixels outside the image are ignored.
     pub fn set_foreground_disk(&mut self, cx: f64, cy: f64, radius: f64) {
         let r = radius.max(0.5);
-        let (x0, x1) = ((cx - r).floor().max(0.0) as u32, ((cx + r).ceil().max(0.0) as u32).min(self.width));
-        let (y0, y1) = ((cy - r).floor().max(0.0) as u32, ((cy + r).ceil().max(0.0) as u32).min(self.height));
+        let (x0, x1) = (
+            (cx - r).floor().max(0.0) as u32,
+            ((cx + r).ceil().max(0.0) as u32).min(self.width),
+        );
+        let (y0, y1) = (
+            (cy - r).floor().max(0.0) as u32,
+            ((cy + r).ceil().max(0.0) as u32).min(self.height),
+        );
         for y in y0..y1 {
             for x in x0..x1 {
                 let (dx, dy) = (f64::from(x) + 0.5 - cx, f64::from(y) + 0.5 - cy);
                 if dx * dx + dy * dy <= r * r {
-                    self.labels[y as usize * self.width as usize + x as usize] = TrimapLabel::Foreground;
+                    self.labels[y as usize * self.width as usize + x as usize] =
+                        TrimapLabel::Foreground;
                 }
             }
         }
@@ -111,8 +135,13 @@ impl Trimap {
 
     /// The initial labelling as a 0/255 mask.
     pub fn initial_mask(&self) -> GrayImage {
-        let data = self.labels.iter().map(|l| if l.is_foreground() { 255 } else { 0 }).collect();
-        GrayImage::from_raw(self.width, self.height, data).unwrap_or_else(|| GrayImage::new(self.width, self.height))
+        let data = self
+            .labels
+            .iter()
+            .map(|l| if l.is_foreground() { 255 } else { 0 })
+            .collect();
+        GrayImage::from_raw(self.width, self.height, data)
+            .unwrap_or_else(|| GrayImage::new(self.width, self.height))
     }
 }
 
@@ -141,7 +170,15 @@ pub struct MboParams {
 
 impl Default for MboParams {
     fn default() -> Self {
-        Self { components: 5, gamma: 50.0, max_iterations: 5, tolerance: 0.001, seed: 0, max_em_samples: 2048, fixed_background_link: 1.0 }
+        Self {
+            components: 5,
+            gamma: 50.0,
+            max_iterations: 5,
+            tolerance: 0.001,
+            seed: 0,
+            max_em_samples: 2048,
+            fixed_background_link: 1.0,
+        }
     }
 }
 
@@ -151,7 +188,9 @@ impl MboParams {
     /// # Errors
     /// [`MboError::InvalidParam`] naming the field.
     pub fn build(self) -> Result<MaskRefiner, MboError> {
-        let bad = |name: &'static str, value: String, valid: &'static str| Err(MboError::InvalidParam { name, value, valid });
+        let bad = |name: &'static str, value: String, valid: &'static str| {
+            Err(MboError::InvalidParam { name, value, valid })
+        };
         if !(1..=10).contains(&self.components) {
             return bad("components", self.components.to_string(), "1..=10");
         }
@@ -162,7 +201,11 @@ impl MboParams {
             return bad("max_iterations", "0".into(), ">= 1");
         }
         if !(0.0..=1.0).contains(&self.fixed_background_link) {
-            return bad("fixed_background_link", self.fixed_background_link.to_string(), "[0, 1]");
+            return bad(
+                "fixed_background_link",
+                self.fixed_background_link.to_string(),
+                "[0, 1]",
+            );
         }
         if !(0.0..=1.0).contains(&self.tolerance) {
             return bad("tolerance", self.tolerance.to_string(), "[0, 1]");
@@ -224,7 +267,11 @@ pub fn contrast_beta(colours: &[[f32; 3]], width: usize, height: usize) -> f64 {
             }
         }
     }
-    if sum <= 0.0 { 0.0 } else { 1.0 / (2.0 * sum / count as f64) }
+    if sum <= 0.0 {
+        0.0
+    } else {
+        1.0 / (2.0 * sum / count as f64)
+    }
 }
 
 /// Forward half of the 8-neighbourhood: right, down-left, down, down-right (each pair visited once).
@@ -262,12 +309,20 @@ impl MaskRefiner {
     /// [`MboError::SizeMismatch`] when the image and the trimap differ in size.
     pub fn refine(&self, image: &RgbImage, trimap: &Trimap) -> Result<Refinement, MboError> {
         if image.dimensions() != (trimap.width, trimap.height) {
-            return Err(MboError::SizeMismatch { image: image.dimensions(), trimap: (trimap.width, trimap.height) });
+            return Err(MboError::SizeMismatch {
+                image: image.dimensions(),
+                trimap: (trimap.width, trimap.height),
+            });
         }
         let (w, h) = (trimap.width as usize, trimap.height as usize);
-        let colours: Vec<[f32; 3]> = image.pixels().map(|p| [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])]).collect();
+        let colours: Vec<[f32; 3]> = image
+            .pixels()
+            .map(|p| [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])])
+            .collect();
         let mut fg: Vec<bool> = trimap.labels.iter().map(|l| l.is_foreground()).collect();
-        let free: Vec<usize> = (0..w * h).filter(|&i| !trimap.labels[i].is_hard()).collect();
+        let free: Vec<usize> = (0..w * h)
+            .filter(|&i| !trimap.labels[i].is_hard())
+            .collect();
         let skipped = |why| Refinement {
             mask: trimap.initial_mask(),
             iterations: 0,
@@ -288,7 +343,11 @@ impl MaskRefiner {
         };
         let cap = self.params.max_em_samples;
         let subsample = |v: Vec<[f32; 3]>| -> Vec<[f32; 3]> {
-            if cap == 0 || v.len() <= cap { v } else { v.iter().step_by(v.len().div_ceil(cap)).copied().collect() }
+            if cap == 0 || v.len() <= cap {
+                v
+            } else {
+                v.iter().step_by(v.len().div_ceil(cap)).copied().collect()
+            }
         };
         let (f, b) = split(&fg);
         let Some(mut fg_gmm) = Gmm::fit(&f, self.params.components, self.params.seed) else {
@@ -320,8 +379,13 @@ impl MaskRefiner {
                     if node_of[p] == u32::MAX && node_of[q] == u32::MAX {
                         continue;
                     }
-                    let dist = if dx != 0 && dy != 0 { std::f64::consts::SQRT_2 } else { 1.0 };
-                    let wgt = gamma / dist * (-beta * f64::from(dist2(&colours[p], &colours[q]))).exp();
+                    let dist = if dx != 0 && dy != 0 {
+                        std::f64::consts::SQRT_2
+                    } else {
+                        1.0
+                    };
+                    let wgt =
+                        gamma / dist * (-beta * f64::from(dist2(&colours[p], &colours[q]))).exp();
                     pairs.push((p, q, wgt as f32));
                 }
             }
@@ -346,7 +410,10 @@ impl MaskRefiner {
         for _ in 0..self.params.max_iterations {
             for (k, &i) in free.iter().enumerate() {
                 let c = &colours[i];
-                let new = (bg_gmm.neg_log_likelihood(c) as f32, fg_gmm.neg_log_likelihood(c) as f32);
+                let new = (
+                    bg_gmm.neg_log_likelihood(c) as f32,
+                    fg_gmm.neg_log_likelihood(c) as f32,
+                );
                 g.update_terminal_weights(k, new.0 - data[k].0, new.1 - data[k].1);
                 data[k] = new;
             }
@@ -386,7 +453,13 @@ impl MaskRefiner {
 
 /// Folds the smoothness edge between free node `n` and a fixed neighbour into `n`'s terminal capacity:
 /// the edge is cut exactly when `n` takes the label opposite to the neighbour's.
-fn fold_fixed(g: &mut MaxFlowGraph<f32>, n: usize, fixed: TrimapLabel, w: f32, background_link: f32) {
+fn fold_fixed(
+    g: &mut MaxFlowGraph<f32>,
+    n: usize,
+    fixed: TrimapLabel,
+    w: f32,
+    background_link: f32,
+) {
     if fixed == TrimapLabel::Foreground {
         g.add_terminal_weights(n, w, 0.0); // cut when n is background
     } else {
@@ -408,7 +481,11 @@ mod tests {
         let img = RgbImage::from_fn(64, 64, |x, y| {
             let d = (x as f64 - 32.0).powi(2) + (y as f64 - 30.0).powi(2);
             let n = ((x * 7 + y * 13) % 11) as u8;
-            if d < 15.0f64.powi(2) { Rgb([200 + n, 60 + n, 50]) } else { Rgb([40, 90 + n, 40 + n]) }
+            if d < 15.0f64.powi(2) {
+                Rgb([200 + n, 60 + n, 50])
+            } else {
+                Rgb([40, 90 + n, 40 + n])
+            }
         });
         let gt = GrayImage::from_fn(64, 64, |x, y| {
             let d = (x as f64 - 32.0).powi(2) + (y as f64 - 30.0).powi(2);
@@ -429,18 +506,33 @@ mod tests {
     #[test]
     fn rect_init_recovers_a_disc() {
         let (img, gt) = disc_scene();
-        let trimap = Trimap::from_rect(64, 64, Roi { x: 15, y: 13, width: 34, height: 34 });
+        let trimap = Trimap::from_rect(
+            64,
+            64,
+            Roi {
+                x: 15,
+                y: 13,
+                width: 34,
+                height: 34,
+            },
+        );
         let box_iou = iou(&trimap.initial_mask(), &gt);
         let r = refiner().refine(&img, &trimap).unwrap();
         let refined = iou(&r.mask, &gt);
-        assert!(refined > 0.95 && refined > box_iou + 0.1, "box {box_iou:.3} → refined {refined:.3}");
+        assert!(
+            refined > 0.95 && refined > box_iou + 0.1,
+            "box {box_iou:.3} → refined {refined:.3}"
+        );
         assert!(r.converged);
     }
 
     #[test]
     fn mask_init_repairs_a_shifted_mask() {
         let (img, gt) = disc_scene();
-        let shifted = GrayImage::from_fn(64, 64, |x, y| *gt.get_pixel_checked(x.saturating_sub(3), y).unwrap_or(&Luma([0])));
+        let shifted = GrayImage::from_fn(64, 64, |x, y| {
+            *gt.get_pixel_checked(x.saturating_sub(3), y)
+                .unwrap_or(&Luma([0]))
+        });
         let trimap = Trimap::from_mask(&shifted, 3, 6, false);
         let r = refiner().refine(&img, &trimap).unwrap();
         assert!(iou(&r.mask, &gt) > iou(&shifted, &gt) + 0.05);
@@ -450,27 +542,72 @@ mod tests {
     fn degenerate_inputs_are_returned_unchanged() {
         let img = RgbImage::from_pixel(5, 4, Rgb([9, 9, 9]));
         for label in [TrimapLabel::Background, TrimapLabel::Foreground] {
-            let r = refiner().refine(&img, &Trimap::filled(5, 4, label)).unwrap();
+            let r = refiner()
+                .refine(&img, &Trimap::filled(5, 4, label))
+                .unwrap();
             assert_eq!(r.skipped, Some(Skipped::NoFreePixels));
         }
-        let r = refiner().refine(&img, &Trimap::filled(5, 4, TrimapLabel::ProbablyForeground)).unwrap();
+        let r = refiner()
+            .refine(&img, &Trimap::filled(5, 4, TrimapLabel::ProbablyForeground))
+            .unwrap();
         assert_eq!(r.skipped, Some(Skipped::NoBackground));
-        let r = refiner().refine(&img, &Trimap::filled(5, 4, TrimapLabel::ProbablyBackground)).unwrap();
+        let r = refiner()
+            .refine(&img, &Trimap::filled(5, 4, TrimapLabel::ProbablyBackground))
+            .unwrap();
         assert_eq!(r.skipped, Some(Skipped::NoForeground));
         let one = RgbImage::from_pixel(1, 1, Rgb([1, 2, 3]));
-        assert!(refiner().refine(&one, &Trimap::from_rect(1, 1, Roi { x: 0, y: 0, width: 1, height: 1 })).is_ok());
+        assert!(
+            refiner()
+                .refine(
+                    &one,
+                    &Trimap::from_rect(
+                        1,
+                        1,
+                        Roi {
+                            x: 0,
+                            y: 0,
+                            width: 1,
+                            height: 1
+                        }
+                    )
+                )
+                .is_ok()
+        );
         let err = refiner().refine(&one, &Trimap::filled(2, 1, TrimapLabel::Background));
         assert!(matches!(err, Err(MboError::SizeMismatch { .. })));
         // Uniform colour inside and outside a rect: must not panic, must return a mask of the right size.
         let flat = RgbImage::from_pixel(12, 7, Rgb([50, 50, 50]));
-        let r = refiner().refine(&flat, &Trimap::from_rect(12, 7, Roi { x: 2, y: 2, width: 5, height: 3 })).unwrap();
+        let r = refiner()
+            .refine(
+                &flat,
+                &Trimap::from_rect(
+                    12,
+                    7,
+                    Roi {
+                        x: 2,
+                        y: 2,
+                        width: 5,
+                        height: 3,
+                    },
+                ),
+            )
+            .unwrap();
         assert_eq!(r.mask.dimensions(), (12, 7));
     }
 
     #[test]
     fn hard_foreground_disk_is_kept() {
         let (img, _) = disc_scene();
-        let mut trimap = Trimap::from_rect(64, 64, Roi { x: 15, y: 13, width: 34, height: 34 });
+        let mut trimap = Trimap::from_rect(
+            64,
+            64,
+            Roi {
+                x: 15,
+                y: 13,
+                width: 34,
+                height: 34,
+            },
+        );
         trimap.set_foreground_disk(20.5, 20.5, 2.0); // a background corner of the box, forced to foreground
         let r = refiner().refine(&img, &trimap).unwrap();
         assert_eq!(r.mask.get_pixel(20, 20)[0], 255);
@@ -480,10 +617,22 @@ mod tests {
     #[test]
     fn invalid_params_are_rejected() {
         for p in [
-            MboParams { components: 0, ..Default::default() },
-            MboParams { gamma: f64::NAN, ..Default::default() },
-            MboParams { max_iterations: 0, ..Default::default() },
-            MboParams { tolerance: 2.0, ..Default::default() },
+            MboParams {
+                components: 0,
+                ..Default::default()
+            },
+            MboParams {
+                gamma: f64::NAN,
+                ..Default::default()
+            },
+            MboParams {
+                max_iterations: 0,
+                ..Default::default()
+            },
+            MboParams {
+                tolerance: 2.0,
+                ..Default::default()
+            },
         ] {
             assert!(matches!(p.build(), Err(MboError::InvalidParam { .. })));
         }

@@ -60,7 +60,13 @@ pub fn box_iou(a: &BoxXyxy, b: &BoxXyxy) -> f64 {
 pub fn generalized_box_iou(a: &BoxXyxy, b: &BoxXyxy) -> f64 {
     let inter = a.intersection(b);
     let union = a.area() + b.area() - inter;
-    let hull = BoxXyxy::new(a.x1.min(b.x1), a.y1.min(b.y1), a.x2.max(b.x2), a.y2.max(b.y2)).area();
+    let hull = BoxXyxy::new(
+        a.x1.min(b.x1),
+        a.y1.min(b.y1),
+        a.x2.max(b.x2),
+        a.y2.max(b.y2),
+    )
+    .area();
     if hull <= 0.0 {
         return 0.0;
     }

@@ -61,7 +61,11 @@ pub struct MaskStats {
 impl MaskStats {
     /// IoU = I / U, and 0 when the union is empty (RMSIN convention).
     pub fn iou(&self) -> f64 {
-        if self.union == 0 { 0.0 } else { self.intersection as f64 / self.union as f64 }
+        if self.union == 0 {
+            0.0
+        } else {
+            self.intersection as f64 / self.union as f64
+        }
     }
 }
 
@@ -85,7 +89,10 @@ pub fn mask_stats_by<P, G>(
     is_gt: impl Fn(&G) -> bool,
 ) -> Result<MaskStats, MetricsError> {
     if pred.len() != gt.len() {
-        return Err(MetricsError::SizeMismatch { pred: pred.len(), gt: gt.len() });
+        return Err(MetricsError::SizeMismatch {
+            pred: pred.len(),
+            gt: gt.len(),
+        });
     }
     let mut stats = MaskStats::default();
     for (p, g) in pred.iter().zip(gt) {
@@ -119,7 +126,11 @@ impl Totals {
     }
 
     fn miou(&self) -> f64 {
-        if self.n == 0 { 0.0 } else { self.iou_sum / self.n as f64 }
+        if self.n == 0 {
+            0.0
+        } else {
+            self.iou_sum / self.n as f64
+        }
     }
 }
 
@@ -141,7 +152,10 @@ impl Accumulator {
     pub fn add(&mut self, stats: MaskStats, category: Option<&str>) {
         self.all.add(stats);
         if let Some(c) = category {
-            self.per_category.entry(c.to_owned()).or_default().add(stats);
+            self.per_category
+                .entry(c.to_owned())
+                .or_default()
+                .add(stats);
         }
     }
 
@@ -167,12 +181,24 @@ impl Accumulator {
         Summary {
             n: all.n,
             miou: all.miou(),
-            oiou: if all.union == 0 { 0.0 } else { all.intersection as f64 / all.union as f64 },
+            oiou: if all.union == 0 {
+                0.0
+            } else {
+                all.intersection as f64 / all.union as f64
+            },
             precision,
             per_category: self
                 .per_category
                 .iter()
-                .map(|(k, v)| (k.clone(), CategorySummary { n: v.n, miou: v.miou() }))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        CategorySummary {
+                            n: v.n,
+                            miou: v.miou(),
+                        },
+                    )
+                })
                 .collect(),
         }
     }
@@ -205,7 +231,10 @@ pub struct Summary {
 impl Summary {
     /// Precision at threshold `x` (one of [`PRECISION_THRESHOLDS`]), or `None` for another threshold.
     pub fn precision_at(&self, x: f64) -> Option<f64> {
-        self.precision.iter().find(|(t, _)| (t - x).abs() < 1e-9).map(|&(_, p)| p)
+        self.precision
+            .iter()
+            .find(|(t, _)| (t - x).abs() < 1e-9)
+            .map(|&(_, p)| p)
     }
 }
 
@@ -221,17 +250,44 @@ mod tests {
 
     #[test]
     fn size_mismatch_is_an_error() {
-        assert_eq!(mask_stats(&[true], &[true, false]), Err(MetricsError::SizeMismatch { pred: 1, gt: 2 }));
+        assert_eq!(
+            mask_stats(&[true], &[true, false]),
+            Err(MetricsError::SizeMismatch { pred: 1, gt: 2 })
+        );
     }
 
     #[test]
     fn summary_matches_hand_computation() {
         let mut acc = Accumulator::new();
         // IoU 1.0, 0.5 (I=1, U=2), 0.0 (I=0, U=3), 0.75 (I=3, U=4)
-        acc.add(MaskStats { intersection: 4, union: 4 }, Some("a"));
-        acc.add(MaskStats { intersection: 1, union: 2 }, Some("a"));
-        acc.add(MaskStats { intersection: 0, union: 3 }, Some("b"));
-        acc.add(MaskStats { intersection: 3, union: 4 }, None);
+        acc.add(
+            MaskStats {
+                intersection: 4,
+                union: 4,
+            },
+            Some("a"),
+        );
+        acc.add(
+            MaskStats {
+                intersection: 1,
+                union: 2,
+            },
+            Some("a"),
+        );
+        acc.add(
+            MaskStats {
+                intersection: 0,
+                union: 3,
+            },
+            Some("b"),
+        );
+        acc.add(
+            MaskStats {
+                intersection: 3,
+                union: 4,
+            },
+            None,
+        );
         let s = acc.summary();
         assert_eq!(s.n, 4);
         assert!((s.miou - (1.0 + 0.5 + 0.0 + 0.75) / 4.0).abs() < 1e-12);
