@@ -34,6 +34,20 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, PslgError> {
     Ok(rgb)
 }
 
+/// Opens and decodes an image file, the format guessed from its content.
+fn decode(path: &Path) -> Result<DynamicImage, PslgError> {
+    let read_err = |source: image::ImageError| PslgError::ReadImage {
+        path: path.to_path_buf(),
+        source,
+    };
+    ImageReader::open(path)
+        .map_err(|e| read_err(image::ImageError::IoError(e)))?
+        .with_guessed_format()
+        .map_err(|e| read_err(image::ImageError::IoError(e)))?
+        .decode()
+        .map_err(read_err)
+}
+
 /// Converts any decoded image to 8-bit RGB with the rules of [`load_rgb`].
 pub fn to_rgb8(image: DynamicImage) -> RgbImage {
     match image {
