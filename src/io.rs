@@ -15,17 +15,7 @@ use std::path::Path;
 /// [`PslgError::ReadImage`] when the file cannot be opened or decoded, [`PslgError::EmptyImage`] for a 0-pixel
 /// image.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, PslgError> {
-    let read_err = |source: image::ImageError| PslgError::ReadImage {
-        path: path.to_path_buf(),
-        source,
-    };
-    let decoded = ImageReader::open(path)
-        .map_err(|e| read_err(image::ImageError::IoError(e)))?
-        .with_guessed_format()
-        .map_err(|e| read_err(image::ImageError::IoError(e)))?
-        .decode()
-        .map_err(read_err)?;
-    let rgb = to_rgb8(decoded);
+    let rgb = to_rgb8(decode(path)?);
     if rgb.width() == 0 || rgb.height() == 0 {
         return Err(PslgError::EmptyImage {
             path: path.to_path_buf(),
@@ -86,22 +76,7 @@ pub fn to_rgb8(image: DynamicImage) -> RgbImage {
 /// # Errors
 /// [`PslgError::ReadImage`] when the file cannot be decoded.
 pub fn load_mask(path: &Path) -> Result<GrayImage, PslgError> {
-    let img = ImageReader::open(path)
-        .map_err(|e| PslgError::ReadImage {
-            path: path.to_path_buf(),
-            source: image::ImageError::IoError(e),
-        })?
-        .with_guessed_format()
-        .map_err(|e| PslgError::ReadImage {
-            path: path.to_path_buf(),
-            source: image::ImageError::IoError(e),
-        })?
-        .decode()
-        .map_err(|source| PslgError::ReadImage {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let mut gray = match img {
+    let mut gray = match decode(path)? {
         DynamicImage::ImageLuma8(g) => g,
         other => {
             // First channel, thresholded at nonzero, whatever the bit depth.

@@ -7,6 +7,17 @@ fn pslg() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pslg"))
 }
 
+/// Runs `pslg` with `args`, asserts success, and parses its stdout as one JSON value.
+fn run_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = pslg().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pslg-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -102,54 +113,33 @@ fn batch_then_eval_round_trip() {
          {\"id\": \"two\", \"image\": \"images/a.png\", \"box\": [20, 15, 40, 35], \"mask\": \"masks/a.png\", \"category\": \"disc\"}\n",
     )
     .unwrap();
-    let out = pslg()
-        .args(["batch", "--threads", "2", "--cases"])
-        .arg(d.join("cases.jsonl"))
-        .arg("--out-dir")
-        .arg(d.join("pred"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cases = d.join("cases.jsonl");
+    let run = |args: &[&str], cases_flag: &str, dir: &str| {
+        let mut v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        v.push(cases_flag.into());
+        v.push(cases.clone().into());
+        v.push(
+            if args[0] == "batch" {
+                "--out-dir"
+            } else {
+                "--pred-dir"
+            }
+            .into(),
+        );
+        v.push(d.join(dir).into());
+        run_json(&v.iter().map(|s| s.as_os_str()).collect::<Vec<_>>())
+    };
+    let summary = run(&["batch", "--threads", "2"], "--cases", "pred");
     assert_eq!(summary["written"], 2);
     assert_eq!(summary["images"], 1);
-    let out = pslg()
-        .args(["eval", "--cases"])
-        .arg(d.join("cases.jsonl"))
-        .arg("--pred-dir")
-        .arg(d.join("pred"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = run(&["eval"], "--cases", "pred");
     assert_eq!(m["n"], 2);
     assert!(m["mIoU"].as_f64().unwrap() > 90.0, "{m}");
     assert_eq!(m["per_category"]["disc"]["n"], 2);
     // The box itself scores lower than the refined masks.
-    let out = pslg()
-        .args(["batch", "--no-mbo", "--cases"])
-        .arg(d.join("cases.jsonl"))
-        .arg("--out-dir")
-        .arg(d.join("box"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let out = pslg()
-        .args(["eval", "--cases"])
-        .arg(d.join("cases.jsonl"))
-        .arg("--pred-dir")
-        .arg(d.join("box"))
-        .output()
-        .unwrap();
-    let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = run(&["batch", "--no-mbo"], "--cases", "box");
+    assert_eq!(summary["written"], 2);
+    let b = run(&["eval"], "--cases", "box");
     assert!(b["mIoU"].as_f64().unwrap() < m["mIoU"].as_f64().unwrap());
 }
 

@@ -494,6 +494,20 @@ mod tests {
         (img, gt)
     }
 
+    /// Rect initialisation with a loose box around the disc of [`disc_scene`].
+    fn disc_box_trimap() -> Trimap {
+        Trimap::from_rect(
+            64,
+            64,
+            Roi {
+                x: 15,
+                y: 13,
+                width: 34,
+                height: 34,
+            },
+        )
+    }
+
     fn iou(a: &GrayImage, b: &GrayImage) -> f64 {
         let (mut i, mut u) = (0, 0);
         for (p, q) in a.pixels().zip(b.pixels()) {
@@ -506,16 +520,7 @@ mod tests {
     #[test]
     fn rect_init_recovers_a_disc() {
         let (img, gt) = disc_scene();
-        let trimap = Trimap::from_rect(
-            64,
-            64,
-            Roi {
-                x: 15,
-                y: 13,
-                width: 34,
-                height: 34,
-            },
-        );
+        let trimap = disc_box_trimap();
         let box_iou = iou(&trimap.initial_mask(), &gt);
         let r = refiner().refine(&img, &trimap).unwrap();
         let refined = iou(&r.mask, &gt);
@@ -598,16 +603,7 @@ mod tests {
     #[test]
     fn hard_foreground_disk_is_kept() {
         let (img, _) = disc_scene();
-        let mut trimap = Trimap::from_rect(
-            64,
-            64,
-            Roi {
-                x: 15,
-                y: 13,
-                width: 34,
-                height: 34,
-            },
-        );
+        let mut trimap = disc_box_trimap();
         trimap.set_foreground_disk(20.5, 20.5, 2.0); // a background corner of the box, forced to foreground
         let r = refiner().refine(&img, &trimap).unwrap();
         assert_eq!(r.mask.get_pixel(20, 20)[0], 255);
