@@ -20,12 +20,27 @@ pub struct Component {
     inverse: [[f64; 3]; 3],
     /// `ln π_k − ½ ln |Σ_k| − 1.5 ln 2π`.
     log_norm: f64,
+    /// Single-precision copy used by the per-pixel evaluations (see [`Component::log_density_f32`]).
+    fast: FastComponent,
+}
+
+/// `f32` parameters of one component for the hot per-pixel loops: the mean, the six distinct entries of the
+/// symmetric inverse covariance (off-diagonal ones doubled), and `log_norm`. Colours are 8-bit values, so
+/// `f32` keeps the data terms to ~1e-6 relative, far below what changes a cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FastComponent {
+    mean: [f32; 3],
+    /// `[i00, i11, i22, 2·i01, 2·i02, 2·i12]`.
+    inv: [f32; 6],
+    log_norm: f32,
 }
 
 /// A Gaussian mixture `P(x) = Σ_k π_k 𝒩(x; μ_k, Σ_k)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gmm {
     components: Vec<Component>,
+    /// The components' `f32` parameters, contiguous for the per-pixel loops.
+    fast: Vec<FastComponent>,
 }
 
 fn det3(m: &[[f64; 3]; 3]) -> f64 {
@@ -94,16 +109,34 @@ impl Gmm {
                     det = det3(&cov);
                 }
                 let weight = s.n / total;
+                let inverse = inv3(&cov, det);
+                let log_norm = weight.ln() - 0.5 * det.ln() - LOG_2PI_3_2;
+                let iv = &inverse;
+                let fast = FastComponent {
+                    mean: mean.map(|m| m as f32),
+                    inv: [
+                        iv[0][0],
+                        iv[1][1],
+                        iv[2][2],
+                        iv[0][1] + iv[1][0],
+                        iv[0][2] + iv[2][0],
+                        iv[1][2] + iv[2][1],
+                    ]
+                    .map(|v| v as f32),
+                    log_norm: log_norm as f32,
+                };
                 Component {
                     weight,
                     mean,
                     covariance: cov,
-                    inverse: inv3(&cov, det),
-                    log_norm: weight.ln() - 0.5 * det.ln() - LOG_2PI_3_2,
+                    inverse,
+                    log_norm,
+                    fast,
                 }
             })
             .collect();
-        (!components.is_empty()).then_some(Self { components })
+        let fast = components.iter().map(|c| c.fast).collect();
+        (!components.is_empty()).then_some(Self { components, fast })
     }
 
     /// Eq. (10)–(11) fitting: `k` components initialised by k-means++ (seeded) on `colours`, each component's
@@ -124,18 +157,22 @@ impl Gmm {
     pub fn em_step(&self, colours: &[[f32; 3]]) -> Option<Self> {
         let k = self.components.len();
         let mut stats = vec![Stats::default(); k];
-        let mut logp = vec![0.0; k];
+        let mut p = vec![0.0f32; k];
         for x in colours {
-            let mut m = f64::NEG_INFINITY;
-            for (lp, c) in logp.iter_mut().zip(&self.components) {
+            let mut m = f32::NEG_INFINITY;
+            for (lp, c) in p.iter_mut().zip(&self.fast) {
                 *lp = c.log_density(x);
                 m = m.max(*lp);
             }
-            let z: f64 = logp.iter().map(|lp| (lp - m).exp()).sum();
-            for (s, lp) in stats.iter_mut().zip(&logp) {
-                let r = (lp - m).exp() / z;
+            let mut z = 0.0f32;
+            for lp in p.iter_mut() {
+                *lp = (*lp - m).exp();
+                z += *lp;
+            }
+            for (s, &e) in stats.iter_mut().zip(&p) {
+                let r = e / z;
                 if r > 1e-6 {
-                    s.add(x, r);
+                    s.add(x, f64::from(r));
                 }
             }
         }
@@ -148,16 +185,26 @@ impl Gmm {
     }
 
     /// Eq. (12) data term: `−ln P(x)`, computed with log-sum-exp so that far-away colours stay finite.
+    ///
+    /// Evaluated in `f32` (see [`Component::log_density_f32`]); terms more than 30 nats below the largest
+    /// are skipped (they cannot change the sum in `f32`).
     pub fn neg_log_likelihood(&self, x: &[f32; 3]) -> f64 {
-        let mut m = f64::NEG_INFINITY;
-        let mut buf = [0.0f64; 16];
-        let n = self.components.len().min(16);
-        for (b, c) in buf.iter_mut().zip(&self.components) {
+        let mut buf = [0.0f32; 16];
+        let n = self.fast.len().min(16);
+        let mut m = f32::NEG_INFINITY;
+        for (b, c) in buf.iter_mut().zip(&self.fast) {
             *b = c.log_density(x);
             m = m.max(*b);
         }
-        let z: f64 = buf[..n].iter().map(|b| (b - m).exp()).sum();
-        -(m + z.ln())
+        let mut z = 0.0f32;
+        for &b in &buf[..n] {
+            // Terms below e^-30 cannot change z ≥ 1 in f32; skipping them avoids the slow underflow path.
+            let t = b - m;
+            if t > -30.0 {
+                z += t.exp();
+            }
+        }
+        f64::from(-(m + z.ln()))
     }
 }
 
@@ -174,6 +221,28 @@ impl Component {
             + d[1] * (iv[1][0] * d[0] + iv[1][1] * d[1] + iv[1][2] * d[2])
             + d[2] * (iv[2][0] * d[0] + iv[2][1] * d[1] + iv[2][2] * d[2]);
         self.log_norm - 0.5 * q
+    }
+
+    /// [`Component::log_density`] in single precision, with the symmetric quadratic form expanded
+    /// (six products instead of nine). The hot loops of [`Gmm::neg_log_likelihood`] and [`Gmm::em_step`] use it.
+    pub fn log_density_f32(&self, x: &[f32; 3]) -> f32 {
+        self.fast.log_density(x)
+    }
+}
+
+impl FastComponent {
+    #[inline]
+    fn log_density(&self, x: &[f32; 3]) -> f32 {
+        let f = self;
+        let d = [x[0] - f.mean[0], x[1] - f.mean[1], x[2] - f.mean[2]];
+        let v = &f.inv;
+        let q = v[0] * d[0] * d[0]
+            + v[1] * d[1] * d[1]
+            + v[2] * d[2] * d[2]
+            + v[3] * d[0] * d[1]
+            + v[4] * d[0] * d[2]
+            + v[5] * d[1] * d[2];
+        f.log_norm - 0.5 * q
     }
 }
 
@@ -197,7 +266,30 @@ mod tests {
         let var = 1.0 / 3.0 + COVARIANCE_REGULARIZATION;
         assert!((c.covariance[0][0] - var).abs() < 1e-12 && c.covariance[0][1].abs() < 1e-12);
         let expected = 1.5 * (2.0 * std::f64::consts::PI * var).ln();
-        assert!((g.neg_log_likelihood(&[0.0, 0.0, 0.0]) - expected).abs() < 1e-9);
+        // The per-pixel path runs in f32.
+        assert!((g.neg_log_likelihood(&[0.0, 0.0, 0.0]) - expected).abs() < 1e-5 * expected.abs());
+    }
+
+    #[test]
+    fn single_precision_density_matches_double() {
+        let pts: Vec<[f32; 3]> = (0..300)
+            .map(|i| {
+                let t = i as f32;
+                [(t * 7.3) % 255.0, (t * 3.1) % 200.0, (t * 1.7) % 90.0]
+            })
+            .collect();
+        let g = Gmm::fit(&pts, 5, 3).unwrap();
+        for c in g.components() {
+            for x in [[0.0, 0.0, 0.0], [128.0, 64.0, 32.0], [255.0, 255.0, 255.0]] {
+                let (a, b) = (f64::from(c.log_density_f32(&x)), c.log_density(&x));
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+        for x in [[3.0, 9.0, 27.0], [250.0, 10.0, 80.0]] {
+            let direct: f64 = g.components().iter().map(|c| c.log_density(&x).exp()).sum();
+            let nll = g.neg_log_likelihood(&x);
+            assert!((nll + direct.ln()).abs() <= 1e-5 * nll.abs().max(1.0));
+        }
     }
 
     #[test]

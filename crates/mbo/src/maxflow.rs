@@ -43,7 +43,10 @@ const INFINITE_DIST: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 struct Node<T> {
     first: u32,
+    /// Arc from this node to its parent, or `NONE` / `TERMINAL` / `ORPHAN`.
     parent: u32,
+    /// The parent node itself (head of `parent`), kept so that walks up a tree chase one load per step.
+    parent_node: u32,
     tr_cap: T,
     in_sink_tree: bool,
     timestamp: u32,
@@ -95,6 +98,8 @@ pub struct MaxFlowGraph<T: Capacity> {
     arcs: Vec<Arc<T>>,
     flow: T,
     solved: bool,
+    /// Scratch buffer for tree walks (augmenting paths, origin checks); kept to avoid reallocation.
+    path: Vec<u32>,
 }
 
 impl<T: Capacity> MaxFlowGraph<T> {
@@ -108,6 +113,7 @@ impl<T: Capacity> MaxFlowGraph<T> {
         let node = Node {
             first: NONE,
             parent: NONE,
+            parent_node: NONE,
             tr_cap: T::ZERO,
             in_sink_tree: false,
             timestamp: 0,
@@ -119,6 +125,7 @@ impl<T: Capacity> MaxFlowGraph<T> {
             arcs: Vec::with_capacity(2 * edges),
             flow: T::ZERO,
             solved: false,
+            path: Vec::new(),
         }
     }
 
@@ -252,6 +259,7 @@ impl<T: Capacity> MaxFlowGraph<T> {
                     if nj.parent == NONE {
                         nj.in_sink_tree = in_sink;
                         nj.parent = a ^ 1;
+                        nj.parent_node = i;
                         nj.timestamp = ts;
                         nj.dist = dist.saturating_add(1);
                         if !nj.active {
@@ -264,6 +272,7 @@ impl<T: Capacity> MaxFlowGraph<T> {
                     } else if nj.timestamp <= ts && nj.dist > dist {
                         // Heuristic: re-hang j under i, which is closer to the terminal.
                         nj.parent = a ^ 1;
+                        nj.parent_node = i;
                         nj.timestamp = ts;
                         nj.dist = dist.saturating_add(1);
                     }
@@ -285,111 +294,105 @@ impl<T: Capacity> MaxFlowGraph<T> {
         self.arcs[(a ^ 1) as usize].head as usize
     }
 
+    #[inline(never)]
     fn augment(&mut self, mid: u32, orphans: &mut VecDeque<u32>) {
-        // Bottleneck.
+        // One walk up each tree records the path and its bottleneck; the push then reads the recorded
+        // nodes (independent loads) instead of chasing parents a second time.
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
         let mut b = self.arcs[mid as usize].r_cap;
         let mut i = self.tail(mid);
         loop {
-            let p = self.nodes[i].parent;
-            if p == TERMINAL {
-                b = min(b, self.nodes[i].tr_cap);
+            let n = &self.nodes[i];
+            path.push(i as u32);
+            if n.parent == TERMINAL {
+                b = min(b, n.tr_cap);
                 break;
             }
-            b = min(b, self.arcs[(p ^ 1) as usize].r_cap);
-            i = self.arcs[p as usize].head as usize;
+            b = min(b, self.arcs[(n.parent ^ 1) as usize].r_cap);
+            i = n.parent_node as usize;
         }
+        let source_len = path.len();
         let mut i = self.arcs[mid as usize].head as usize;
         loop {
-            let p = self.nodes[i].parent;
-            if p == TERMINAL {
-                b = min(b, neg(self.nodes[i].tr_cap));
+            let n = &self.nodes[i];
+            path.push(i as u32);
+            if n.parent == TERMINAL {
+                b = min(b, neg(n.tr_cap));
                 break;
             }
-            b = min(b, self.arcs[p as usize].r_cap);
-            i = self.arcs[p as usize].head as usize;
+            b = min(b, self.arcs[n.parent as usize].r_cap);
+            i = n.parent_node as usize;
         }
         // Push.
         self.arcs[mid as usize].r_cap = self.arcs[mid as usize].r_cap - b;
         self.arcs[(mid ^ 1) as usize].r_cap = self.arcs[(mid ^ 1) as usize].r_cap + b;
-        let mut i = self.tail(mid);
-        loop {
+        for (k, &i) in path.iter().enumerate() {
+            let i = i as usize;
+            let on_source_side = k < source_len;
             let p = self.nodes[i].parent;
-            if p == TERMINAL {
-                self.nodes[i].tr_cap = self.nodes[i].tr_cap - b;
-                if self.nodes[i].tr_cap == T::ZERO {
-                    self.nodes[i].parent = ORPHAN;
-                    orphans.push_front(i as u32);
-                }
-                break;
-            }
-            let fwd = (p ^ 1) as usize; // parent → i
-            self.arcs[fwd].r_cap = self.arcs[fwd].r_cap - b;
-            self.arcs[p as usize].r_cap = self.arcs[p as usize].r_cap + b;
-            let next = self.arcs[p as usize].head as usize;
-            if self.arcs[fwd].r_cap == T::ZERO {
+            let saturated = if p == TERMINAL {
+                let n = &mut self.nodes[i];
+                n.tr_cap = if on_source_side {
+                    n.tr_cap - b
+                } else {
+                    n.tr_cap + b
+                };
+                n.tr_cap == T::ZERO
+            } else {
+                // Source side: flow runs parent → i; sink side: i → parent.
+                let (fwd, rev) = if on_source_side {
+                    ((p ^ 1) as usize, p as usize)
+                } else {
+                    (p as usize, (p ^ 1) as usize)
+                };
+                self.arcs[fwd].r_cap = self.arcs[fwd].r_cap - b;
+                self.arcs[rev].r_cap = self.arcs[rev].r_cap + b;
+                self.arcs[fwd].r_cap == T::ZERO
+            };
+            if saturated {
                 self.nodes[i].parent = ORPHAN;
                 orphans.push_front(i as u32);
             }
-            i = next;
-        }
-        let mut i = self.arcs[mid as usize].head as usize;
-        loop {
-            let p = self.nodes[i].parent;
-            if p == TERMINAL {
-                self.nodes[i].tr_cap = self.nodes[i].tr_cap + b;
-                if self.nodes[i].tr_cap == T::ZERO {
-                    self.nodes[i].parent = ORPHAN;
-                    orphans.push_front(i as u32);
-                }
-                break;
-            }
-            let fwd = p as usize; // i → parent
-            self.arcs[fwd].r_cap = self.arcs[fwd].r_cap - b;
-            self.arcs[(p ^ 1) as usize].r_cap = self.arcs[(p ^ 1) as usize].r_cap + b;
-            let next = self.arcs[p as usize].head as usize;
-            if self.arcs[fwd].r_cap == T::ZERO {
-                self.nodes[i].parent = ORPHAN;
-                orphans.push_front(i as u32);
-            }
-            i = next;
         }
         self.flow = self.flow + b;
+        self.path = path;
     }
 
     /// Distance from `j` to its tree's terminal through parents, or `None` when the path hits an orphan.
     /// Marks the nodes on the path with `time` and their distances (the paper's heuristic).
+    #[inline(never)]
     fn origin_distance(&mut self, start: usize, time: u32) -> Option<u32> {
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
         let mut j = start;
-        let mut d = 0u32;
-        loop {
-            if self.nodes[j].timestamp == time {
-                d = d.saturating_add(self.nodes[j].dist);
-                break;
+        let d = loop {
+            let n = &self.nodes[j];
+            if n.timestamp == time {
+                break Some(n.dist);
             }
-            let p = self.nodes[j].parent;
-            d = d.saturating_add(1);
-            if p == TERMINAL {
-                self.nodes[j].timestamp = time;
-                self.nodes[j].dist = 1;
-                break;
+            path.push(j as u32);
+            match n.parent {
+                TERMINAL => break Some(0),
+                ORPHAN | NONE => break None,
+                _ => j = n.parent_node as usize,
             }
-            if p == ORPHAN || p == NONE {
-                return None;
+        };
+        let result = d.map(|base| {
+            // Mark the path: the node nearest the terminal (or the marked node) is last.
+            let total = base.saturating_add(path.len() as u32);
+            for (k, &j) in path.iter().enumerate() {
+                let n = &mut self.nodes[j as usize];
+                n.timestamp = time;
+                n.dist = total - k as u32;
             }
-            j = self.arcs[p as usize].head as usize;
-        }
-        // Mark the path.
-        let mut j = start;
-        let mut dj = d;
-        while self.nodes[j].timestamp != time {
-            self.nodes[j].timestamp = time;
-            self.nodes[j].dist = dj;
-            dj = dj.saturating_sub(1);
-            j = self.arcs[self.nodes[j].parent as usize].head as usize;
-        }
-        Some(d)
+            total
+        });
+        self.path = path;
+        result
     }
 
+    #[inline(never)]
     fn adopt(&mut self, orphans: &mut VecDeque<u32>, queue: &mut VecDeque<u32>, time: u32) {
         while let Some(i) = orphans.pop_front() {
             let iu = i as usize;
@@ -416,8 +419,10 @@ impl<T: Capacity> MaxFlowGraph<T> {
                 a = next;
             }
             if let Some((a, d)) = best {
+                let head = self.arcs[a as usize].head;
                 let n = &mut self.nodes[iu];
                 n.parent = a;
+                n.parent_node = head;
                 n.timestamp = time;
                 n.dist = d.saturating_add(1);
                 continue;
@@ -443,7 +448,7 @@ impl<T: Capacity> MaxFlowGraph<T> {
                     }
                     if nj_parent != TERMINAL
                         && nj_parent != ORPHAN
-                        && self.arcs[nj_parent as usize].head == i
+                        && self.nodes[j].parent_node == i
                     {
                         self.nodes[j].parent = ORPHAN;
                         orphans.push_back(j as u32);

@@ -252,19 +252,26 @@ pub struct MaskRefiner {
 /// Eq. (13)'s contrast constant `β = 1 / (2 · mean ‖c_p − c_q‖²)` over all 8-neighbour pairs of the image
 /// (each pair once); 0 for a flat image.
 pub fn contrast_beta(colours: &[[f32; 3]], width: usize, height: usize) -> f64 {
+    if width == 0 || colours.len() < width * height {
+        return 0.0;
+    }
+    // Row-wise so that the neighbour bounds are loop bounds, not per-pixel tests; exact integer-valued
+    // sums for 8-bit colours (every squared difference is an integer below 2^18, each row sum exact in f64).
+    let row_sum = |a: &[[f32; 3]], b: &[[f32; 3]]| -> f64 {
+        a.iter().zip(b).map(|(p, q)| f64::from(dist2(p, q))).sum()
+    };
     let mut sum = 0.0f64;
     let mut count = 0u64;
     for y in 0..height {
-        for x in 0..width {
-            let p = &colours[y * width + x];
-            for (dx, dy) in NEIGHBOURS {
-                let (nx, ny) = (x as isize + dx, y as isize + dy);
-                if nx < 0 || nx >= width as isize || ny >= height as isize {
-                    continue;
-                }
-                sum += f64::from(dist2(p, &colours[ny as usize * width + nx as usize]));
-                count += 1;
-            }
+        let row = &colours[y * width..(y + 1) * width];
+        sum += row_sum(&row[..width - 1], &row[1..]); // right
+        count += width as u64 - 1;
+        if y + 1 < height {
+            let next = &colours[(y + 1) * width..(y + 2) * width];
+            sum += row_sum(row, next); // down
+            sum += row_sum(&row[1..], &next[..width - 1]); // down-left
+            sum += row_sum(&row[..width - 1], &next[1..]); // down-right
+            count += 3 * width as u64 - 2;
         }
     }
     if sum <= 0.0 {
@@ -515,6 +522,36 @@ mod tests {
             u += u32::from(p[0] != 0 || q[0] != 0);
         }
         f64::from(i) / f64::from(u.max(1))
+    }
+
+    #[test]
+    fn contrast_beta_matches_the_definition() {
+        // β = 1 / (2 · mean over all 8-neighbour pairs of ‖c_p − c_q‖²), each unordered pair once.
+        for (w, h) in [(1usize, 1usize), (1, 5), (6, 1), (7, 4)] {
+            let colours: Vec<[f32; 3]> = (0..w * h)
+                .map(|i| [(i * 37 % 256) as f32, (i * 11 % 200) as f32, (i % 3) as f32])
+                .collect();
+            let (mut sum, mut n) = (0.0f64, 0u64);
+            for p in 0..w * h {
+                for q in p + 1..w * h {
+                    let (dx, dy) = ((p % w).abs_diff(q % w), (p / w).abs_diff(q / w));
+                    if dx <= 1 && dy <= 1 {
+                        sum += f64::from(dist2(&colours[p], &colours[q]));
+                        n += 1;
+                    }
+                }
+            }
+            let expected = if sum > 0.0 {
+                n as f64 / (2.0 * sum)
+            } else {
+                0.0
+            };
+            let got = contrast_beta(&colours, w, h);
+            assert!(
+                (got - expected).abs() <= 1e-12 * expected.abs(),
+                "{w}x{h}: {got} vs {expected}"
+            );
+        }
     }
 
     #[test]
