@@ -210,14 +210,18 @@ impl BoxSegmenter {
         } else {
             refinement.mask.clone()
         };
-        // Outside the box is certainly background (rect initialisation), also after upscaling.
+        // Outside the box is certainly background (rect initialisation), also after upscaling. Only the box
+        // is visited: the cost does not grow with the image.
         let mut mask = GrayImage::new(w, h);
-        for (x, y, p) in crop_mask.enumerate_pixels() {
-            if p[0] != 0 && roi.contains(x + cx0, y + cy0) {
-                mask.put_pixel(x + cx0, y + cy0, Luma([255]));
+        let mut kept = 0usize;
+        for y in roi.y..roi.y + roi.height {
+            for x in roi.x..roi.x + roi.width {
+                if crop_mask.get_pixel(x - cx0, y - cy0)[0] != 0 {
+                    mask.put_pixel(x, y, Luma([255]));
+                    kept += 1;
+                }
             }
         }
-        let kept = mask.pixels().filter(|p| p[0] != 0).count();
         let collapsed = (kept as f64) < self.params.min_keep_fraction * roi.area() as f64;
         if collapsed {
             mask = box_mask();

@@ -372,8 +372,17 @@ impl MaskRefiner {
         for (k, &i) in free.iter().enumerate() {
             node_of[i] = k as u32;
         }
-        // (node, other pixel, weight) for every neighbour pair touching a free pixel, once.
-        let mut pairs: Vec<(usize, usize, f32)> = Vec::with_capacity(free.len() * 4);
+        let mut changes = Vec::new();
+        let mut converged = false;
+        // One graph for all rounds: the smoothness edges never change, and each round only moves the data
+        // terms, so the flow of the previous round is kept and only the difference is pushed
+        // (`update_terminal_weights`, Kohli & Torr's dynamic graph cuts). The cut is the same as on a fresh
+        // graph; later rounds cost a fraction of the first.
+        let mut g = MaxFlowGraph::<f32>::with_capacity(free.len(), free.len() * 4);
+        let neg_beta = -beta as f32;
+        let gamma_diag = (gamma / std::f64::consts::SQRT_2) as f32;
+        let gamma = gamma as f32;
+        // Every neighbour pair touching a free pixel, once; edges to fixed pixels folded as they come.
         for y in 0..h {
             for x in 0..w {
                 let p = y * w + x;
@@ -383,34 +392,26 @@ impl MaskRefiner {
                         continue;
                     }
                     let q = ny as usize * w + nx as usize;
-                    if node_of[p] == u32::MAX && node_of[q] == u32::MAX {
+                    let (np, nq) = (node_of[p], node_of[q]);
+                    if np == u32::MAX && nq == u32::MAX {
                         continue;
                     }
-                    let dist = if dx != 0 && dy != 0 {
-                        std::f64::consts::SQRT_2
+                    let g_pq = if dx != 0 && dy != 0 {
+                        gamma_diag
                     } else {
-                        1.0
+                        gamma
                     };
-                    let wgt =
-                        gamma / dist * (-beta * f64::from(dist2(&colours[p], &colours[q]))).exp();
-                    pairs.push((p, q, wgt as f32));
+                    let wgt = g_pq * (neg_beta * dist2(&colours[p], &colours[q])).exp();
+                    match (np, nq) {
+                        (np, u32::MAX) => {
+                            fold_fixed(&mut g, np as usize, trimap.labels[q], wgt, link_bg)
+                        }
+                        (u32::MAX, nq) => {
+                            fold_fixed(&mut g, nq as usize, trimap.labels[p], wgt, link_bg)
+                        }
+                        (np, nq) => g.add_edge(np as usize, nq as usize, wgt, wgt),
+                    }
                 }
-            }
-        }
-
-        let mut changes = Vec::new();
-        let mut converged = false;
-        // One graph for all rounds: the smoothness edges never change, and each round only moves the data
-        // terms, so the flow of the previous round is kept and only the difference is pushed
-        // (`update_terminal_weights`, Kohli & Torr's dynamic graph cuts). The cut is the same as on a fresh
-        // graph; later rounds cost a fraction of the first.
-        let mut g = MaxFlowGraph::<f32>::with_capacity(free.len(), pairs.len());
-        for &(p, q, wgt) in &pairs {
-            match (node_of[p], node_of[q]) {
-                (u32::MAX, u32::MAX) => {}
-                (np, u32::MAX) => fold_fixed(&mut g, np as usize, trimap.labels[q], wgt, link_bg),
-                (u32::MAX, nq) => fold_fixed(&mut g, nq as usize, trimap.labels[p], wgt, link_bg),
-                (np, nq) => g.add_edge(np as usize, nq as usize, wgt, wgt),
             }
         }
         let mut data = vec![(0.0f32, 0.0f32); free.len()];
