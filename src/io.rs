@@ -110,6 +110,39 @@ pub fn save_mask(mask: &GrayImage, path: &Path) -> Result<(), PslgError> {
         })
 }
 
+/// Whether `path` names a TIFF file (`.tif` / `.tiff`, any case).
+pub fn is_tiff_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"))
+}
+
+/// Writes a mask by the extension of `path`: `.tif` / `.tiff` as a single-band uint8 TIFF carrying
+/// `georef` when given (a GeoTIFF GIS tools overlay on the source image), anything else as PNG (0/255).
+///
+/// # Errors
+/// [`PslgError::WriteImage`] or [`PslgError::Geo`] when the file cannot be written.
+pub fn save_mask_for(
+    mask: &GrayImage,
+    path: &Path,
+    georef: Option<&pslg_geo::GeoReference>,
+) -> Result<(), PslgError> {
+    if !is_tiff_path(path) {
+        return save_mask(mask, path);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| PslgError::WriteImage {
+            path: path.to_path_buf(),
+            source: image::ImageError::IoError(e),
+        })?;
+    }
+    match georef {
+        Some(g) => g.write_mask(path, mask)?,
+        None => pslg_geo::write_plain_mask(path, mask)?,
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

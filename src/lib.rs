@@ -30,6 +30,7 @@ pub mod overlay;
 mod segment;
 
 pub use pslg_cfpg as cfpg;
+pub use pslg_geo as geo;
 pub use pslg_mbo as mbo;
 pub use pslg_metrics as metrics;
 pub use segment::{BoxMask, BoxSegmenter, BoxSegmenterParams, StageTimings};
@@ -120,4 +121,7 @@ pub enum PslgError {
     /// Metrics error.
     #[error(transparent)]
     Metrics(#[from] pslg_metrics::MetricsError),
+    /// Geospatial I/O error (GeoTIFF tags, polygons).
+    #[error(transparent)]
+    Geo(#[from] pslg_geo::GeoError),
 }

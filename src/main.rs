@@ -1,7 +1,8 @@
 //! `pslg` — command-line interface of the PSLG-SAM box → mask path.
 //!
 //! ```text
-//! pslg segment --image IMG --box x1,y1,x2,y2 --out MASK.png [--overlay OUT.png] [--no-cfpg] [--no-mbo]
+//! pslg segment --image IMG (--box x1,y1,x2,y2 | --box-map minx,miny,maxx,maxy) --out MASK.png|MASK.tif
+//!              [--geojson OUT.geojson [--simplify PIXELS]] [--overlay OUT.png] [--no-cfpg] [--no-mbo]
 //! pslg batch   --cases CASES.jsonl --out-dir DIR [--no-cfpg] [--no-mbo] [--threads N]
 //! pslg eval    --cases CASES.jsonl --pred-dir DIR [--table]
 //! ```
@@ -10,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pslg::cases::{Case, parse_box, read_cases};
-use pslg::io::{load_mask, load_rgb, save_mask};
+use pslg::geo::{GeoReference, ObjectFeature, feature_collection, mask_polygons};
+use pslg::io::{is_tiff_path, load_mask, load_rgb, save_mask, save_mask_for};
 use pslg::mbo::MboParams;
 use pslg::metrics::{Accumulator, PRECISION_THRESHOLDS, Summary, mask_stats_by};
 use pslg::{BoxSegmenter, BoxSegmenterParams, PslgError};
@@ -104,11 +106,29 @@ struct SegmentArgs {
     #[arg(long)]
     image: PathBuf,
     /// Box prompt `x1,y1,x2,y2` in pixels, x2/y2 exclusive.
-    #[arg(long = "box", value_name = "X1,Y1,X2,Y2", allow_hyphen_values = true)]
-    bbox: String,
-    /// Output mask (PNG, 0/255, the image's size).
+    #[arg(
+        long = "box",
+        value_name = "X1,Y1,X2,Y2",
+        allow_hyphen_values = true,
+        required_unless_present = "box_map",
+        conflicts_with = "box_map"
+    )]
+    bbox: Option<String>,
+    /// Box prompt in the map coordinates of a georeferenced GeoTIFF input: `minx,miny,maxx,maxy` (any two
+    /// opposite corners); converted through the geotransform to the smallest pixel box covering it.
+    #[arg(long, value_name = "MINX,MINY,MAXX,MAXY", allow_hyphen_values = true)]
+    box_map: Option<String>,
+    /// Output mask, the image's size, 0/255: `.tif`/`.tiff` writes a single-band uint8 TIFF carrying the
+    /// input's georeference when it has one (a GeoTIFF); any other name writes PNG.
     #[arg(long)]
     out: PathBuf,
+    /// Also write the mask as GeoJSON polygons (with holes) in the image's CRS (pixel coordinates when it has
+    /// none, said in the file).
+    #[arg(long)]
+    geojson: Option<PathBuf>,
+    /// Ramer–Douglas–Peucker tolerance in pixels for the GeoJSON polygons (0 = exact pixel boundaries).
+    #[arg(long, default_value_t = 0.0, requires = "geojson")]
+    simplify: f64,
     /// Also write the image with the mask, box and CFPG point drawn on it.
     #[arg(long)]
     overlay: Option<PathBuf>,
@@ -152,16 +172,103 @@ fn main() -> Result<()> {
     }
 }
 
+/// The pixel box of a `--box-map` prompt: the smallest box of whole pixels covering the map rectangle.
+fn map_box(
+    text: &str,
+    georef: Option<&GeoReference>,
+    image: &Path,
+) -> Result<pslg::cfpg::PixelBox> {
+    let Some(g) = georef else {
+        bail!(
+            "--box-map needs a georeferenced GeoTIFF input, and {} has no georeference; give --box in pixels",
+            image.display()
+        );
+    };
+    let v: Vec<f64> = text
+        .split(',')
+        .map(|s| s.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .ok()
+        .filter(|v: &Vec<f64>| v.len() == 4 && v.iter().all(|x| x.is_finite()))
+        .with_context(|| format!("--box-map {text:?} is not minx,miny,maxx,maxy (4 numbers)"))?;
+    let (c0, r0) = g.transform.map_to_pixel(v[0], v[1])?;
+    let (c1, r1) = g.transform.map_to_pixel(v[2], v[3])?;
+    // Corners within 1e-6 pixel of a pixel edge are on it (map ↔ pixel round trips are not exact).
+    let snap = |x: f64| if (x - x.round()).abs() < 1e-6 { x.round() } else { x };
+    let (c0, r0, c1, r1) = (snap(c0), snap(r0), snap(c1), snap(r1));
+    let clamp = |x: f64| x.clamp(-1e9, 1e9) as i64;
+    Ok(pslg::cfpg::PixelBox::new(
+        clamp(c0.min(c1).floor()),
+        clamp(r0.min(r1).floor()),
+        clamp(c0.max(c1).ceil()),
+        clamp(r0.max(r1).ceil()),
+    ))
+}
+
 fn segment(a: SegmentArgs) -> Result<()> {
-    let bbox = parse_box(&a.bbox)?;
+    let georef = if is_tiff_path(&a.image) {
+        GeoReference::read(&a.image)
+            .with_context(|| format!("reading the georeference of {}", a.image.display()))?
+    } else {
+        None
+    };
+    let (bbox, prompt) = match (&a.bbox, &a.box_map) {
+        (Some(b), _) => (parse_box(b)?, format!("box {b}")),
+        (None, Some(m)) => (
+            map_box(m, georef.as_ref(), &a.image)?,
+            format!("map box {m}"),
+        ),
+        (None, None) => bail!("give --box or --box-map"),
+    };
     let image = load_rgb(&a.image)?;
     let seg = a.stages.segmenter()?;
     let t = Instant::now();
     let out = seg
         .segment(&image, bbox)
-        .with_context(|| format!("segmenting box {} in {}", a.bbox, a.image.display()))?;
+        .with_context(|| format!("segmenting {prompt} in {}", a.image.display()))?;
     let elapsed = t.elapsed();
-    save_mask(&out.mask, &a.out)?;
+    if is_tiff_path(&a.out) && georef.is_none() {
+        println!(
+            "note: {} has no georeference; {} is a plain TIFF",
+            a.image.display(),
+            a.out.display()
+        );
+    }
+    save_mask_for(&out.mask, &a.out, georef.as_ref())?;
+    if let Some(path) = &a.geojson {
+        if !(a.simplify >= 0.0 && a.simplify.is_finite()) {
+            bail!(
+                "--simplify {} must be a finite number of pixels ≥ 0",
+                a.simplify
+            );
+        }
+        let polygons = mask_polygons(&out.mask, (a.simplify > 0.0).then_some(a.simplify))?;
+        let object = ObjectFeature {
+            id: a
+                .image
+                .file_stem()
+                .map_or_else(|| "object".into(), |s| s.to_string_lossy().into_owned()),
+            prompt: prompt.clone(),
+            score: None,
+            pixels: out.mask.pixels().filter(|p| p[0] != 0).count() as u64,
+            polygons,
+        };
+        let fc = feature_collection(std::slice::from_ref(&object), georef.as_ref());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, fc.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "polygons written to {} ({} part(s), {})",
+            path.display(),
+            object.polygons.0.len(),
+            match georef.as_ref().and_then(|g| g.epsg) {
+                Some(code) => format!("EPSG:{code}"),
+                None => "pixel coordinates".into(),
+            }
+        );
+    }
     let area = out.mask.pixels().filter(|p| p[0] != 0).count();
     println!(
         "mask written to {} ({} foreground pixels, {:.1} ms)",

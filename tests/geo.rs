@@ -1,0 +1,207 @@
+//! GeoTIFF and GeoJSON output of `pslg segment`, checked with GDAL's own tools (`gdalinfo`, `ogrinfo`, from
+//! Debian's gdal-bin) and by rasterising the polygons back onto the mask.
+//!
+//! Without GDAL the GDAL checks skip with a message, unless `PSLG_REQUIRE_GDAL=1` (CI sets it), which makes
+//! them fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use geo::{Coord, MapCoords, MultiPolygon};
+use pslg::geo::{GeoReference, rasterize};
+
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/data/sample_geotiff.tif"
+);
+const BOX: &str = "477,358,528,397";
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pslg-geo-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn pslg(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pslg"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a GDAL tool; `None` (with a message) when GDAL is not installed and not required.
+fn gdal(tool: &str, args: &[&std::ffi::OsStr]) -> Option<String> {
+    match Command::new(tool).args(args).output() {
+        Ok(out) => Some(ok(&out)),
+        Err(e) => {
+            assert!(
+                std::env::var("PSLG_REQUIRE_GDAL").as_deref() != Ok("1"),
+                "{tool} not runnable ({e}) but PSLG_REQUIRE_GDAL=1: apt-get install gdal-bin"
+            );
+            eprintln!("skipping the {tool} check: {e} (apt-get install gdal-bin)");
+            None
+        }
+    }
+}
+
+fn gdalinfo(path: &Path) -> Option<serde_json::Value> {
+    gdal("gdalinfo", &["-json".as_ref(), path.as_os_str()])
+        .map(|s| serde_json::from_str(&s).unwrap())
+}
+
+fn segment_to(d: &Path, prompt: [&str; 2]) -> (PathBuf, PathBuf, String) {
+    let (mask, json) = (d.join("mask.tif"), d.join("objects.geojson"));
+    let stdout = ok(&pslg(&[
+        "segment".as_ref(),
+        "--image".as_ref(),
+        SAMPLE.as_ref(),
+        prompt[0].as_ref(),
+        prompt[1].as_ref(),
+        "--out".as_ref(),
+        mask.as_os_str(),
+        "--geojson".as_ref(),
+        json.as_os_str(),
+    ]));
+    (mask, json, stdout)
+}
+
+#[test]
+fn geotiff_mask_keeps_the_georeference_and_polygons_rasterise_back() {
+    let d = tmp("geotiff");
+    let (mask_path, json_path, stdout) = segment_to(&d, ["--box", BOX]);
+    assert!(stdout.contains("EPSG:32616"), "{stdout}");
+    let mask = image::open(&mask_path).unwrap().to_luma8();
+    assert_eq!(mask.dimensions(), (900, 900));
+
+    // Our own reader: the georeference is the input's.
+    let src = GeoReference::read(Path::new(SAMPLE)).unwrap().unwrap();
+    let out = GeoReference::read(&mask_path).unwrap().unwrap();
+    assert_eq!(src.transform, out.transform);
+    assert_eq!(out.epsg, Some(32616));
+    assert_eq!(src.transform.0, [733601.0, 0.5, 0.0, 3725139.0, 0.0, -0.5]);
+
+    // GDAL's reader: same geotransform and CRS, one Byte band.
+    if let (Some(a), Some(b)) = (gdalinfo(Path::new(SAMPLE)), gdalinfo(&mask_path)) {
+        assert_eq!(a["geoTransform"], b["geoTransform"]);
+        assert_eq!(a["coordinateSystem"]["wkt"], b["coordinateSystem"]["wkt"]);
+        assert_eq!(b["size"], serde_json::json!([900, 900]));
+        assert_eq!(b["bands"].as_array().unwrap().len(), 1);
+        assert_eq!(b["bands"][0]["type"], "Byte");
+    }
+    if let Some(info) = gdal(
+        "ogrinfo",
+        &[
+            "-ro".as_ref(),
+            "-al".as_ref(),
+            "-so".as_ref(),
+            json_path.as_os_str(),
+        ],
+    ) {
+        assert!(info.contains("Feature Count: 1"), "{info}");
+        assert!(info.contains("32616"), "{info}");
+    }
+
+    // The polygons, taken back to pixels and rasterised, give the mask.
+    let gj: geojson::GeoJson = std::fs::read_to_string(&json_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let geojson::GeoJson::FeatureCollection(fc) = gj else {
+        panic!("not a FeatureCollection")
+    };
+    assert_eq!(fc.features.len(), 1);
+    let props = fc.features[0].properties.as_ref().unwrap();
+    let pixels = mask.pixels().filter(|p| p[0] != 0).count() as f64;
+    assert_eq!(props["pixels"].as_f64().unwrap(), pixels);
+    assert!((props["area"].as_f64().unwrap() - pixels * 0.25).abs() < 1e-9);
+    let map: MultiPolygon<f64> = fc.features[0].geometry.clone().unwrap().try_into().unwrap();
+    let px = map.map_coords(|c| {
+        let (x, y) = src.transform.map_to_pixel(c.x, c.y).unwrap();
+        Coord { x, y }
+    });
+    let back = rasterize(&px, 900, 900);
+    let (mut i, mut u) = (0u64, 0u64);
+    for (a, b) in back.pixels().zip(mask.pixels()) {
+        i += u64::from(a[0] != 0 && b[0] != 0);
+        u += u64::from(a[0] != 0 || b[0] != 0);
+    }
+    assert!(u > 0 && i as f64 / u as f64 >= 0.99, "IoU {i}/{u}");
+}
+
+#[test]
+fn map_box_prompt_equals_the_pixel_box() {
+    let d = tmp("mapbox");
+    let g = GeoReference::read(Path::new(SAMPLE)).unwrap().unwrap();
+    let (x0, y0) = g.transform.pixel_to_map(477.0, 397.0); // lower-left corner: min x, min y
+    let (x1, y1) = g.transform.pixel_to_map(528.0, 358.0);
+    let (pixel_mask, _, _) = segment_to(&d.join("px"), ["--box", BOX]);
+    let (map_mask, _, _) = segment_to(
+        &d.join("map"),
+        ["--box-map", &format!("{x0},{y0},{x1},{y1}")],
+    );
+    let a = image::open(pixel_mask).unwrap().to_luma8();
+    let b = image::open(map_mask).unwrap().to_luma8();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn map_box_without_georeference_and_bad_map_boxes_are_errors() {
+    let d = tmp("bad");
+    let png = d.join("plain.png");
+    image::RgbImage::from_pixel(20, 20, image::Rgb([9, 9, 9]))
+        .save(&png)
+        .unwrap();
+    let out = pslg(&[
+        "segment".as_ref(),
+        "--image".as_ref(),
+        png.as_os_str(),
+        "--box-map".as_ref(),
+        "1,2,3,4".as_ref(),
+        "--out".as_ref(),
+        d.join("m.png").as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no georeference"));
+    let out = pslg(&[
+        "segment".as_ref(),
+        "--image".as_ref(),
+        SAMPLE.as_ref(),
+        "--box-map".as_ref(),
+        "1,2,x,4".as_ref(),
+        "--out".as_ref(),
+        d.join("m.tif").as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("minx,miny,maxx,maxy"));
+    // A plain (non-georeferenced) input written as .tif is a plain TIFF, and GeoJSON says pixel coordinates.
+    let out = ok(&pslg(&[
+        "segment".as_ref(),
+        "--image".as_ref(),
+        png.as_os_str(),
+        "--box".as_ref(),
+        "2,2,18,18".as_ref(),
+        "--out".as_ref(),
+        d.join("m.tif").as_os_str(),
+        "--geojson".as_ref(),
+        d.join("m.geojson").as_os_str(),
+    ]));
+    assert!(
+        out.contains("plain TIFF") && out.contains("pixel coordinates"),
+        "{out}"
+    );
+    assert_eq!(GeoReference::read(&d.join("m.tif")).unwrap(), None);
+    assert!(
+        std::fs::read_to_string(d.join("m.geojson"))
+            .unwrap()
+            .contains("pslg:coordinates")
+    );
+}
