@@ -194,7 +194,13 @@ fn map_box(
     let (c0, r0) = g.transform.map_to_pixel(v[0], v[1])?;
     let (c1, r1) = g.transform.map_to_pixel(v[2], v[3])?;
     // Corners within 1e-6 pixel of a pixel edge are on it (map ↔ pixel round trips are not exact).
-    let snap = |x: f64| if (x - x.round()).abs() < 1e-6 { x.round() } else { x };
+    let snap = |x: f64| {
+        if (x - x.round()).abs() < 1e-6 {
+            x.round()
+        } else {
+            x
+        }
+    };
     let (c0, r0, c1, r1) = (snap(c0), snap(r0), snap(c1), snap(r1));
     let clamp = |x: f64| x.clamp(-1e9, 1e9) as i64;
     Ok(pslg::cfpg::PixelBox::new(

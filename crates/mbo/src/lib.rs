@@ -6,7 +6,7 @@
 //! | foreground / background GMMs, K = 5, full covariance | Eqs. (10)–(11) | [`Gmm::fit`] |
 //! | data term −ln P_F / −ln P_B | Eq. (12) | [`Gmm::neg_log_likelihood`] |
 //! | contrast-sensitive 8-neighbour smoothness, β, γ = 50 | Eq. (13) | [`contrast_beta`], [`MaskRefiner::refine`] |
-//! | minimum cut | Eq. (14) | [`MaxFlowGraph`] (Boykov–Kolmogorov) |
+//! | minimum cut | Eq. (14) | [`MaxFlowGraph::max_flow_ibfs`] (incremental BFS; Boykov–Kolmogorov in [`MaxFlowGraph::max_flow`]) |
 //! | EM update of the mixtures, iterate to convergence | — | [`Gmm::em_step`], [`MaskRefiner::refine`] |
 //!
 //! # Examples

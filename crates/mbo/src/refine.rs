@@ -158,8 +158,8 @@ pub struct MboParams {
     pub tolerance: f64,
     /// Seed of the k-means++ initialisation of the mixtures.
     pub seed: u64,
-    /// Pixels per mixture used by each EM update at most (a regular subsample; 0 = all). Bounds the cost of a
-    /// round on large crops: a 5-component, 3-D mixture is well determined by a few thousand samples.
+    /// Pixels per mixture used by the initial fit and by each EM update at most (a regular subsample; 0 = all).
+    /// Bounds the cost of a round on large crops: a 5-component, 3-D mixture is well determined by a few thousand samples.
     pub max_em_samples: usize,
     /// Weight of the smoothness edges between free pixels and **fixed background** pixels, relative to the
     /// others (GrabCut: 1). With a tight box prompt the box frame is not an image edge — the object touches
@@ -298,11 +298,11 @@ impl MaskRefiner {
     /// Refines the labelling of `trimap` on `image` (§3.3):
     ///
     /// 1. fit the foreground and background mixtures on the initially (probably) foreground / background
-    ///    pixels (k-means++ initialisation, Eqs. 10–11);
+    ///    pixels (k-means++ initialisation, Eqs. 10–11; at most `max_em_samples` of each, at a regular stride);
     /// 2. build the graph over the free pixels: terminal capacities `−ln P_B(x_p)` (source, foreground side) and
     ///    `−ln P_F(x_p)` (sink) — Eq. (12); 8-neighbour smoothness `γ / dist(p, q) · exp(−β ‖c_p − c_q‖²)` —
     ///    Eq. (13);
-    /// 3. cut it with [`MaxFlowGraph`] (Boykov–Kolmogorov): source side = foreground;
+    /// 3. cut it with [`MaxFlowGraph::max_flow_ibfs`]: source side = foreground;
     /// 4. update both mixtures by one EM step on the new labelling; repeat 2–4 until fewer than
     ///    `tolerance · free pixels` labels change or `max_iterations` rounds ran.
     ///
@@ -357,6 +357,7 @@ impl MaskRefiner {
             }
         };
         let (f, b) = split(&fg);
+        let (f, b) = (subsample(f), subsample(b));
         let Some(mut fg_gmm) = Gmm::fit(&f, self.params.components, self.params.seed) else {
             return Ok(skipped(Skipped::NoForeground));
         };
@@ -425,7 +426,7 @@ impl MaskRefiner {
                 g.update_terminal_weights(k, new.0 - data[k].0, new.1 - data[k].1);
                 data[k] = new;
             }
-            g.max_flow();
+            g.max_flow_ibfs();
             let mut changed = 0;
             for (k, &i) in free.iter().enumerate() {
                 let now = g.segment(k) == Segment::Source;
