@@ -64,6 +64,9 @@ struct StageFlags {
     /// Refine boxes larger than this many pixels on a downscaled crop (0 = never).
     #[arg(long, default_value_t = BoxSegmenterParams::default().max_mbo_box_pixels)]
     max_mbo_pixels: usize,
+    /// MBO stops its rounds once less than this × --min-keep of the box is foreground (0 = never).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().abandon_fraction)]
+    abandon: f64,
     /// MBO smoothness weight γ.
     #[arg(long, default_value_t = MboParams::default().gamma)]
     gamma: f64,
@@ -83,6 +86,7 @@ impl StageFlags {
             seed_radius_fraction: self.seed_radius,
             min_keep_fraction: self.min_keep,
             max_mbo_box_pixels: self.max_mbo_pixels,
+            abandon_fraction: self.abandon,
             ..Default::default()
         };
         if let Some(m) = p.mbo.as_mut() {

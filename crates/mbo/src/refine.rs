@@ -166,6 +166,11 @@ pub struct MboParams {
     /// it — and these edges pull the pixels along the frame to background (GrabCut's shrinking bias on small
     /// boxes); a weight below 1 weakens that pull. Valid: [0, 1].
     pub fixed_background_link: f64,
+    /// Stop the rounds early once fewer than this fraction of the initially (probably) foreground pixels are
+    /// still foreground after a round (0 = never). For callers that discard collapsed masks — the box path
+    /// returns the box when too little of it survives — set below their own threshold, it spares the rounds
+    /// of a mask that will be thrown away; [`Refinement::abandoned`] tells. Valid: [0, 1].
+    pub abandon_below: f64,
 }
 
 impl Default for MboParams {
@@ -178,6 +183,7 @@ impl Default for MboParams {
             seed: 0,
             max_em_samples: 2048,
             fixed_background_link: 1.0,
+            abandon_below: 0.0,
         }
     }
 }
@@ -210,6 +216,9 @@ impl MboParams {
         if !(0.0..=1.0).contains(&self.tolerance) {
             return bad("tolerance", self.tolerance.to_string(), "[0, 1]");
         }
+        if !(0.0..=1.0).contains(&self.abandon_below) {
+            return bad("abandon_below", self.abandon_below.to_string(), "[0, 1]");
+        }
         Ok(MaskRefiner { params: self })
     }
 }
@@ -241,6 +250,8 @@ pub struct Refinement {
     pub free_pixels: usize,
     /// Set when the input could not be refined and the initial labelling is returned.
     pub skipped: Option<Skipped>,
+    /// Whether the rounds stopped because the foreground fell below [`MboParams::abandon_below`].
+    pub abandoned: bool,
 }
 
 /// GrabCut-style mask boundary optimisation (§3.3). Build it with [`MboParams::build`].
@@ -337,6 +348,7 @@ impl MaskRefiner {
             changes: Vec::new(),
             free_pixels: free.len(),
             skipped: Some(why),
+            abandoned: false,
         };
         if free.is_empty() {
             return Ok(skipped(Skipped::NoFreePixels));
@@ -375,6 +387,8 @@ impl MaskRefiner {
         }
         let mut changes = Vec::new();
         let mut converged = false;
+        let mut abandoned = false;
+        let initial_foreground = fg.iter().filter(|&&f| f).count();
         // One graph for all rounds: the smoothness edges never change, and each round only moves the data
         // terms, so the flow of the previous round is kept and only the difference is pushed
         // (`update_terminal_weights`, Kohli & Torr's dynamic graph cuts). The cut is the same as on a fresh
@@ -438,6 +452,11 @@ impl MaskRefiner {
                 converged = true;
                 break;
             }
+            let foreground = fg.iter().filter(|&&f| f).count();
+            if (foreground as f64) < self.params.abandon_below * initial_foreground as f64 {
+                abandoned = true;
+                break;
+            }
             let (f, b) = split(&fg);
             // A side emptied by the cut keeps its previous mixture.
             if let Some(m) = fg_gmm.em_step(&subsample(f)) {
@@ -456,6 +475,7 @@ impl MaskRefiner {
             changes,
             free_pixels: free.len(),
             skipped: None,
+            abandoned,
         })
     }
 }
@@ -668,8 +688,55 @@ mod tests {
                 tolerance: 2.0,
                 ..Default::default()
             },
+            MboParams {
+                abandon_below: -0.1,
+                ..Default::default()
+            },
         ] {
             assert!(matches!(p.build(), Err(MboError::InvalidParam { .. })));
         }
+    }
+
+    #[test]
+    fn collapsing_foreground_is_abandoned_only_when_asked() {
+        // A box around plain background texture: the cut drops almost all of it in the first round.
+        let img = RgbImage::from_fn(40, 40, |x, y| {
+            let n = ((x * 7 + y * 13) % 11) as u8;
+            Rgb([90 + n, 120 + n, 60])
+        });
+        let trimap = Trimap::from_rect(
+            40,
+            40,
+            Roi {
+                x: 10,
+                y: 10,
+                width: 20,
+                height: 20,
+            },
+        );
+        let run = |abandon_below| {
+            MboParams {
+                abandon_below,
+                max_iterations: 5,
+                tolerance: 0.0,
+                ..Default::default()
+            }
+            .build()
+            .unwrap()
+            .refine(&img, &trimap)
+            .unwrap()
+        };
+        let kept = |r: &Refinement| r.mask.pixels().filter(|p| p[0] != 0).count();
+        let full = run(0.0);
+        assert!(!full.abandoned);
+        assert!(
+            kept(&full) < 400 / 2,
+            "the box should mostly collapse, kept {}",
+            kept(&full)
+        );
+        let early = run(0.9);
+        assert!(early.abandoned);
+        assert_eq!(early.iterations, 1);
+        assert!(early.iterations <= full.iterations);
     }
 }
