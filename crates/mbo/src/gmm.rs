@@ -208,6 +208,89 @@ impl Gmm {
     }
 }
 
+/// Colours as three planes (structure of arrays), the layout [`Gmm::neg_log_likelihoods`] vectorises over.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColourPlanes {
+    /// First channel of every colour.
+    pub r: Vec<f32>,
+    /// Second channel.
+    pub g: Vec<f32>,
+    /// Third channel.
+    pub b: Vec<f32>,
+}
+
+impl ColourPlanes {
+    /// Splits `colours` into planes.
+    pub fn new(colours: impl IntoIterator<Item = [f32; 3]>) -> Self {
+        let mut p = Self::default();
+        for c in colours {
+            p.r.push(c[0]);
+            p.g.push(c[1]);
+            p.b.push(c[2]);
+        }
+        p
+    }
+
+    /// Number of colours.
+    pub fn len(&self) -> usize {
+        self.r.len()
+    }
+
+    /// Whether there are no colours.
+    pub fn is_empty(&self) -> bool {
+        self.r.is_empty()
+    }
+}
+
+/// `e^x` for `x ≤ 0` in `f32` without a libm call, so that loops using it vectorise: `x = n·ln 2 + y` with
+/// `n` rounded to nearest (the 1.5·2²³ trick, plain SSE2 arithmetic), `e^y` by its degree-6 Taylor polynomial
+/// on `|y| ≤ ln 2 / 2` (truncation error < 1.3e-7 relative), `2^n` built from the exponent bits. Inputs below
+/// −87 are clamped (the result, < 1.7e-38, is then only an upper bound of a negligible term).
+#[inline]
+fn exp_nonpositive(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23
+    let x = x.max(-87.0);
+    let t = x * std::f32::consts::LOG2_E;
+    let n = (t + SHIFT) - SHIFT; // round to nearest
+    // Cody–Waite: ln 2 in two parts, so that n·ln 2 is subtracted without rounding error for |n| < 2^9.
+    let y = (x - n * 0.693_359_4) + n * 2.121_944_4e-4;
+    let p = 1.0
+        + y * (1.0
+            + y * (0.5
+                + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 + y * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+impl Gmm {
+    /// [`Gmm::neg_log_likelihood`] of every colour of `planes`, written to `out` (resized to fit). Runs
+    /// component by component over contiguous planes with a polynomial `exp`, so the compiler vectorises it:
+    /// the per-pixel data terms of every MBO round come from here. Agrees with the scalar version to ~1e-6
+    /// relative.
+    pub fn neg_log_likelihoods(&self, planes: &ColourPlanes, out: &mut Vec<f32>) {
+        let n = planes.len();
+        out.clear();
+        out.resize(n, f32::NEG_INFINITY);
+        let (r, g, b) = (&planes.r[..n], &planes.g[..n], &planes.b[..n]);
+        // Pass 1: the largest log-density term of every colour.
+        for c in &self.fast {
+            for (((m, &r), &g), &b) in out.iter_mut().zip(r).zip(g).zip(b) {
+                *m = m.max(c.log_density(&[r, g, b]));
+            }
+        }
+        // Pass 2: Σ_k exp(term_k − max), then −(max + ln Σ).
+        let mut z = vec![0.0f32; n];
+        for c in &self.fast {
+            for ((((z, &m), &r), &g), &b) in z.iter_mut().zip(out.iter()).zip(r).zip(g).zip(b) {
+                *z += exp_nonpositive(c.log_density(&[r, g, b]) - m);
+            }
+        }
+        for (o, z) in out.iter_mut().zip(&z) {
+            *o = -(*o + z.ln());
+        }
+    }
+}
+
 impl Component {
     /// `ln(π_k 𝒩(x; μ_k, Σ_k))`.
     pub fn log_density(&self, x: &[f32; 3]) -> f64 {
@@ -290,6 +373,46 @@ mod tests {
             let nll = g.neg_log_likelihood(&x);
             assert!((nll + direct.ln()).abs() <= 1e-5 * nll.abs().max(1.0));
         }
+    }
+
+    #[test]
+    fn polynomial_exp_is_accurate() {
+        let mut x = 0.0f32;
+        while x > -80.0 {
+            let (a, b) = (exp_nonpositive(x), x.exp());
+            assert!((a - b).abs() <= 3e-7 * b, "exp({x}): {a} vs {b}");
+            x -= 0.173;
+        }
+        assert!(exp_nonpositive(-1000.0) < 1e-37);
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+    }
+
+    #[test]
+    fn batched_likelihoods_match_the_scalar_ones() {
+        let pts: Vec<[f32; 3]> = (0..257)
+            .map(|i| {
+                let t = i as f32;
+                [(t * 7.3) % 255.0, (t * 3.1) % 200.0, (t * 1.7) % 90.0]
+            })
+            .collect();
+        let g = Gmm::fit(&pts, 5, 3).unwrap();
+        let mut out = Vec::new();
+        let probe: Vec<[f32; 3]> = pts
+            .iter()
+            .copied()
+            .chain([[255.0, 0.0, 255.0], [0.0; 3]])
+            .collect();
+        g.neg_log_likelihoods(&ColourPlanes::new(probe.iter().copied()), &mut out);
+        assert_eq!(out.len(), probe.len());
+        for (x, &o) in probe.iter().zip(&out) {
+            let s = g.neg_log_likelihood(x);
+            assert!(
+                (f64::from(o) - s).abs() <= 2e-6 * s.abs().max(1.0),
+                "{x:?}: {o} vs {s}"
+            );
+        }
+        g.neg_log_likelihoods(&ColourPlanes::default(), &mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -29,7 +29,7 @@ mod gmm;
 mod maxflow;
 mod refine;
 
-pub use gmm::{COVARIANCE_REGULARIZATION, Component, Gmm};
+pub use gmm::{COVARIANCE_REGULARIZATION, ColourPlanes, Component, Gmm};
 pub use maxflow::{Capacity, MaxFlowGraph, Segment};
 pub use refine::{MaskRefiner, MboParams, Refinement, Skipped, Trimap, TrimapLabel, contrast_beta};
 

@@ -1,6 +1,6 @@
 //! The trimap, the graph of Eqs. (10)–(13), and the iterated cut / EM loop.
 
-use crate::{Gmm, MaxFlowGraph, MboError, Segment};
+use crate::{ColourPlanes, Gmm, MaxFlowGraph, MboError, Segment};
 use image::{GrayImage, Luma, RgbImage};
 use imageproc::distance_transform::Norm;
 use pslg_cfpg::Roi;
@@ -430,15 +430,14 @@ impl MaskRefiner {
             }
         }
         let mut data = vec![(0.0f32, 0.0f32); free.len()];
+        let free_colours = ColourPlanes::new(free.iter().map(|&i| colours[i]));
+        let (mut nll_bg, mut nll_fg) = (Vec::new(), Vec::new());
         for _ in 0..self.params.max_iterations {
-            for (k, &i) in free.iter().enumerate() {
-                let c = &colours[i];
-                let new = (
-                    bg_gmm.neg_log_likelihood(c) as f32,
-                    fg_gmm.neg_log_likelihood(c) as f32,
-                );
-                g.update_terminal_weights(k, new.0 - data[k].0, new.1 - data[k].1);
-                data[k] = new;
+            bg_gmm.neg_log_likelihoods(&free_colours, &mut nll_bg);
+            fg_gmm.neg_log_likelihoods(&free_colours, &mut nll_fg);
+            for (k, (d, new)) in data.iter_mut().zip(nll_bg.iter().zip(&nll_fg)).enumerate() {
+                g.update_terminal_weights(k, new.0 - d.0, new.1 - d.1);
+                *d = (*new.0, *new.1);
             }
             g.max_flow_ibfs();
             let mut changed = 0;
