@@ -18,6 +18,45 @@ fn dist2(a: &[f32; 3], b: &[f32; 3]) -> f32 {
     d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
 }
 
+/// Points as three coordinate planes, for the vectorised assignment step.
+struct Planes {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    z: Vec<f32>,
+}
+
+impl Planes {
+    fn new(points: &[[f32; 3]]) -> Self {
+        Self {
+            x: points.iter().map(|p| p[0]).collect(),
+            y: points.iter().map(|p| p[1]).collect(),
+            z: points.iter().map(|p| p[2]).collect(),
+        }
+    }
+
+    /// Index of the nearest centroid of every point (the lowest index on ties), into `label`.
+    fn assign(&self, centroids: &[[f32; 3]], best: &mut [f32], label: &mut [u32]) {
+        best.fill(f32::INFINITY);
+        for (j, c) in centroids.iter().enumerate() {
+            let j = j as u32;
+            for ((((b, l), &x), &y), &z) in best
+                .iter_mut()
+                .zip(label.iter_mut())
+                .zip(&self.x)
+                .zip(&self.y)
+                .zip(&self.z)
+            {
+                let d = [x - c[0], y - c[1], z - c[2]];
+                let d = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+                if d < *b {
+                    *b = d;
+                    *l = j;
+                }
+            }
+        }
+    }
+}
+
 /// Index of the nearest centroid and its squared distance.
 pub fn nearest(centroids: &[[f32; 3]], p: &[f32; 3]) -> (usize, f32) {
     let mut best = (0, f32::INFINITY);
@@ -89,20 +128,21 @@ pub fn kmeans_pp(
         }
     }
 
-    // Lloyd iterations on the fitted subset.
-    let mut labels = vec![u8::MAX; fit.len()];
+    // Lloyd iterations on the fitted subset. The assignment step runs centroid by centroid over colour
+    // planes (a strict `<` keeps the lowest index on ties, as `nearest` does) so that it vectorises.
+    let planes = Planes::new(&fit);
+    let mut labels = vec![u32::MAX; fit.len()];
+    let mut assigned = vec![0u32; fit.len()];
+    let mut best = vec![0.0f32; fit.len()];
     let mut iterations = 0;
     for _ in 0..max_iter {
         iterations += 1;
-        let mut changed = false;
+        planes.assign(&centroids, &mut best, &mut assigned);
+        let changed = assigned != labels;
+        std::mem::swap(&mut labels, &mut assigned);
         let mut sums = vec![[0.0f64; 4]; centroids.len()];
-        for (l, p) in labels.iter_mut().zip(&fit) {
-            let (j, _) = nearest(&centroids, p);
-            if *l != j as u8 {
-                *l = j as u8;
-                changed = true;
-            }
-            let s = &mut sums[j];
+        for (&j, p) in labels.iter().zip(&fit) {
+            let s = &mut sums[j as usize];
             s[0] += f64::from(p[0]);
             s[1] += f64::from(p[1]);
             s[2] += f64::from(p[2]);
@@ -121,10 +161,16 @@ pub fn kmeans_pp(
             break;
         }
     }
-    let labels = points
-        .iter()
-        .map(|p| nearest(&centroids, p).0 as u8)
-        .collect();
+    let labels = if stride == 1 {
+        planes.assign(&centroids, &mut best, &mut assigned);
+        assigned.iter().map(|&j| j as u8).collect()
+    } else {
+        let all = Planes::new(points);
+        let mut best = vec![0.0f32; points.len()];
+        let mut assigned = vec![0u32; points.len()];
+        all.assign(&centroids, &mut best, &mut assigned);
+        assigned.iter().map(|&j| j as u8).collect()
+    };
     KMeans {
         centroids,
         labels,

@@ -116,6 +116,8 @@ struct OrphanBuckets {
     levels: Vec<Vec<u32>>,
     /// Lowest non-empty level (or `usize::MAX`).
     min: usize,
+    /// Highest level pushed to since the last sweep.
+    max: usize,
 }
 
 impl OrphanBuckets {
@@ -125,6 +127,7 @@ impl OrphanBuckets {
         }
         self.levels[level].push(node);
         self.min = self.min.min(level);
+        self.max = self.max.max(level);
     }
 }
 
@@ -151,10 +154,12 @@ impl Default for IbfsState {
             orphans_s: OrphanBuckets {
                 levels: Vec::new(),
                 min: usize::MAX,
+                max: 0,
             },
             orphans_t: OrphanBuckets {
                 levels: Vec::new(),
                 min: usize::MAX,
+                max: 0,
             },
         }
     }
@@ -541,6 +546,31 @@ impl<T: Capacity> MaxFlowGraph<T> {
         if self.solved {
             return self.flow;
         }
+        // Paths of one arc first: push directly from each node with source excess to its neighbours with sink
+        // excess. The same augmentations the first pass would make, without building trees for them.
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].tr_cap <= T::ZERO {
+                continue;
+            }
+            let mut a = self.nodes[i].first;
+            while a != NONE {
+                let arc = &self.arcs[a as usize];
+                let (j, next, r) = (arc.head as usize, arc.next, arc.r_cap);
+                let tj = self.nodes[j].tr_cap;
+                if tj < T::ZERO && r > T::ZERO {
+                    let f = min(min(self.nodes[i].tr_cap, neg(tj)), r);
+                    self.arcs[a as usize].r_cap = r - f;
+                    self.arcs[(a ^ 1) as usize].r_cap = self.arcs[(a ^ 1) as usize].r_cap + f;
+                    self.nodes[j].tr_cap = tj + f;
+                    self.nodes[i].tr_cap = self.nodes[i].tr_cap - f;
+                    self.flow = self.flow + f;
+                    if self.nodes[i].tr_cap == T::ZERO {
+                        break;
+                    }
+                }
+                a = next;
+            }
+        }
         let mut st = IbfsState::default();
         for (i, n) in self.nodes.iter_mut().enumerate() {
             n.parent = NONE;
@@ -706,7 +736,7 @@ impl<T: Capacity> MaxFlowGraph<T> {
         let sign = if source { 1 } else { -1 };
         let mut buckets = std::mem::take(st.orphans(source));
         let mut level = buckets.min;
-        while level < buckets.levels.len() {
+        while level <= buckets.max {
             while let Some(x) = buckets.levels[level].pop() {
                 let xu = x as usize;
                 let lx = level as i32; // |label| of x
@@ -795,6 +825,7 @@ impl<T: Capacity> MaxFlowGraph<T> {
             level += 1;
         }
         buckets.min = usize::MAX;
+        buckets.max = 0;
         *st.orphans(source) = buckets;
     }
 
