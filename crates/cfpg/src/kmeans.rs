@@ -36,23 +36,25 @@ impl Planes {
 
     /// Index of the nearest centroid of every point (the lowest index on ties), into `label`.
     fn assign(&self, centroids: &[[f32; 3]], best: &mut [f32], label: &mut [u32]) {
+        let n = best.len();
+        let (xs, ys, zs) = (&self.x[..n], &self.y[..n], &self.z[..n]);
+        // The running argmin is kept as f32 (exact for indices < 2^24) so that the select is all-f32 and
+        // vectorises on baseline SSE2.
+        let mut arg = vec![0.0f32; n];
         best.fill(f32::INFINITY);
         for (j, c) in centroids.iter().enumerate() {
-            let j = j as u32;
-            for ((((b, l), &x), &y), &z) in best
-                .iter_mut()
-                .zip(label.iter_mut())
-                .zip(&self.x)
-                .zip(&self.y)
-                .zip(&self.z)
-            {
-                let d = [x - c[0], y - c[1], z - c[2]];
+            let jf = j as f32;
+            for i in 0..n {
+                let d = [xs[i] - c[0], ys[i] - c[1], zs[i] - c[2]];
                 let d = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-                if d < *b {
-                    *b = d;
-                    *l = j;
-                }
+                // Branch-free: 1.0 where strictly closer, so that the loop vectorises.
+                let closer = f32::from(u8::from(d < best[i]));
+                arg[i] += closer * (jf - arg[i]);
+                best[i] = if d < best[i] { d } else { best[i] };
             }
+        }
+        for (l, &a) in label[..n].iter_mut().zip(&arg) {
+            *l = a as u32;
         }
     }
 }
