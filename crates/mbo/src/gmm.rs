@@ -155,24 +155,33 @@ impl Gmm {
     /// One EM step on `colours`: responsibilities `r_k(x) ∝ π_k 𝒩(x; μ_k, Σ_k)` under the current mixture
     /// (E), then weights, means and covariances re-estimated from them (M). Returns `None` for no colours.
     pub fn em_step(&self, colours: &[[f32; 3]]) -> Option<Self> {
-        let k = self.components.len();
-        let mut stats = vec![Stats::default(); k];
-        let mut p = vec![0.0f32; k];
-        for x in colours {
-            let mut m = f32::NEG_INFINITY;
-            for (lp, c) in p.iter_mut().zip(&self.fast) {
-                *lp = c.log_density(x);
-                m = m.max(*lp);
+        // E step component by component over colour planes (vectorised, as in `neg_log_likelihoods`):
+        // `m` = largest log-term of each colour, `z` = Σ_k exp(term_k − m); then each component's
+        // responsibilities r = exp(term − m) / z feed its weighted statistics (terms below 1e-6 skipped).
+        let planes = ColourPlanes::new(colours.iter().copied());
+        let n = planes.len();
+        let (r, g, b) = (&planes.r[..n], &planes.g[..n], &planes.b[..n]);
+        let mut m = vec![f32::NEG_INFINITY; n];
+        for c in &self.fast {
+            for i in 0..n {
+                m[i] = m[i].max(c.log_density(&[r[i], g[i], b[i]]));
             }
-            let mut z = 0.0f32;
-            for lp in p.iter_mut() {
-                *lp = (*lp - m).exp();
-                z += *lp;
+        }
+        let mut z = vec![0.0f32; n];
+        for c in &self.fast {
+            for i in 0..n {
+                z[i] += exp_nonpositive(c.log_density(&[r[i], g[i], b[i]]) - m[i]);
             }
-            for (s, &e) in stats.iter_mut().zip(&p) {
-                let r = e / z;
-                if r > 1e-6 {
-                    s.add(x, f64::from(r));
+        }
+        let mut stats = vec![Stats::default(); self.fast.len()];
+        let mut resp = vec![0.0f32; n];
+        for (s, c) in stats.iter_mut().zip(&self.fast) {
+            for i in 0..n {
+                resp[i] = exp_nonpositive(c.log_density(&[r[i], g[i], b[i]]) - m[i]) / z[i];
+            }
+            for (x, &w) in colours.iter().zip(&resp) {
+                if w > 1e-6 {
+                    s.add(x, f64::from(w));
                 }
             }
         }
@@ -247,7 +256,7 @@ impl ColourPlanes {
 /// on `|y| ≤ ln 2 / 2` (truncation error < 1.3e-7 relative), `2^n` built from the exponent bits. Inputs below
 /// −87 are clamped (the result, < 1.7e-38, is then only an upper bound of a negligible term).
 #[inline]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23
     let x = x.max(-87.0);
     let t = x * std::f32::consts::LOG2_E;

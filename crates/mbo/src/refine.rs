@@ -1,5 +1,6 @@
 //! The trimap, the graph of Eqs. (10)–(13), and the iterated cut / EM loop.
 
+use crate::gmm::exp_nonpositive;
 use crate::{ColourPlanes, Gmm, MaxFlowGraph, MboError, Segment};
 use image::{GrayImage, Luma, RgbImage};
 use imageproc::distance_transform::Norm;
@@ -416,7 +417,7 @@ impl MaskRefiner {
                     } else {
                         gamma
                     };
-                    let wgt = g_pq * (neg_beta * dist2(&colours[p], &colours[q])).exp();
+                    let wgt = g_pq * exp_nonpositive(neg_beta * dist2(&colours[p], &colours[q]));
                     match (np, nq) {
                         (np, u32::MAX) => {
                             fold_fixed(&mut g, np as usize, trimap.labels[q], wgt, link_bg)
