@@ -168,10 +168,17 @@ fn mbo_stages(c: &mut Criterion) {
             }
             gr
         };
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+        g.bench_function(BenchmarkId::new("boykov_kolmogorov", n), |b| {
             b.iter_batched(
                 build,
                 |mut gr| gr.max_flow(),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("ibfs", n), |b| {
+            b.iter_batched(
+                build,
+                |mut gr| gr.max_flow_ibfs(),
                 criterion::BatchSize::LargeInput,
             )
         });

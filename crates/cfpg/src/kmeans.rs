@@ -27,11 +27,22 @@ struct Planes {
 
 impl Planes {
     fn new(points: &[[f32; 3]]) -> Self {
-        Self {
-            x: points.iter().map(|p| p[0]).collect(),
-            y: points.iter().map(|p| p[1]).collect(),
-            z: points.iter().map(|p| p[2]).collect(),
-        }
+        let mut p = Self {
+            x: Vec::new(),
+            y: Vec::new(),
+            z: Vec::new(),
+        };
+        p.refill(points);
+        p
+    }
+
+    fn refill(&mut self, points: &[[f32; 3]]) {
+        self.x.clear();
+        self.y.clear();
+        self.z.clear();
+        self.x.extend(points.iter().map(|p| p[0]));
+        self.y.extend(points.iter().map(|p| p[1]));
+        self.z.extend(points.iter().map(|p| p[2]));
     }
 
     /// Index of the nearest centroid of every point (the lowest index on ties), into `label`.
@@ -167,11 +178,19 @@ pub fn kmeans_pp(
         planes.assign(&centroids, &mut best, &mut assigned);
         assigned.iter().map(|&j| j as u8).collect()
     } else {
-        let all = Planes::new(points);
-        let mut best = vec![0.0f32; points.len()];
-        let mut assigned = vec![0u32; points.len()];
-        all.assign(&centroids, &mut best, &mut assigned);
-        assigned.iter().map(|&j| j as u8).collect()
+        // Every point, in cache-sized chunks through reused planes (no image-sized temporaries).
+        let mut labels = Vec::with_capacity(points.len());
+        let mut chunk_planes = Planes::new(&[]);
+        let chunk_len = 4096.min(points.len());
+        best.resize(best.len().max(chunk_len), 0.0);
+        assigned.resize(assigned.len().max(chunk_len), 0);
+        for chunk in points.chunks(chunk_len) {
+            chunk_planes.refill(chunk);
+            let (best, assigned) = (&mut best[..chunk.len()], &mut assigned[..chunk.len()]);
+            chunk_planes.assign(&centroids, best, assigned);
+            labels.extend(assigned.iter().map(|&j| j as u8));
+        }
+        labels
     };
     KMeans {
         centroids,
