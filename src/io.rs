@@ -4,6 +4,34 @@ use crate::PslgError;
 use image::{DynamicImage, GrayImage, ImageReader, Rgb, RgbImage};
 use std::path::Path;
 
+/// How wide samples (16/32-bit, float) become the 8-bit values the models see. 8-bit images are never
+/// stretched.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Stretch {
+    /// One linear map for all chosen bands, from their joint minimum and maximum to 0–255 (keeps the bands'
+    /// relative brightness; a flat image becomes 0). The default.
+    #[default]
+    MinMax,
+    /// Each band on its own, from its `low`-th to its `high`-th percentile (0–100) to 0–255, values outside
+    /// clipped: GIS display-style, robust to a few very bright or dark pixels (e.g. `2, 98`).
+    Percentile {
+        /// Lower percentile, in [0, 100).
+        low: f64,
+        /// Upper percentile, in (low, 100].
+        high: f64,
+    },
+}
+
+/// Options of [`load_rgb_with`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoadOptions {
+    /// 1-based band numbers to use, in R, G, B order: three bands, or one (shown as gray). `None`: bands 1–3
+    /// of an image with at least three, band 1 of a single-band image.
+    pub bands: Option<Vec<usize>>,
+    /// Conversion of wide samples to 8 bits.
+    pub stretch: Stretch,
+}
+
 /// Decodes an image file into 8-bit RGB for the models.
 ///
 /// Accepts PNG, JPEG and TIFF (8- and 16-bit, 1–4 channels; the format is read from the file's content, not its
@@ -15,13 +43,233 @@ use std::path::Path;
 /// [`PslgError::ReadImage`] when the file cannot be opened or decoded, [`PslgError::EmptyImage`] for a 0-pixel
 /// image.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, PslgError> {
-    let rgb = to_rgb8(decode(path)?);
+    load_rgb_with(path, &LoadOptions::default())
+}
+
+/// [`load_rgb`] with band selection and a choice of stretch ([`LoadOptions`]).
+///
+/// With default options this is exactly [`load_rgb`]. Otherwise TIFFs are read with the `tiff` crate, which
+/// also takes multi-band rasters (any number of bands, 8–64-bit integer or float samples, pixel-interleaved)
+/// that the `image` crate refuses; other formats go through `image` and offer their RGB channels as bands
+/// 1–3.
+///
+/// # Errors
+/// As [`load_rgb`], plus [`PslgError::Bands`] for a band number the image does not have, a band list that is
+/// not one or three long, or a percentile range outside 0 ≤ low < high ≤ 100.
+pub fn load_rgb_with(path: &Path, options: &LoadOptions) -> Result<RgbImage, PslgError> {
+    let bands_err = |reason: String| PslgError::Bands {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Stretch::Percentile { low, high } = options.stretch
+        && !(0.0 <= low && low < high && high <= 100.0)
+    {
+        return Err(bands_err(format!(
+            "percentile range {low},{high} must satisfy 0 <= low < high <= 100"
+        )));
+    }
+    let rgb = if *options == LoadOptions::default() {
+        to_rgb8(decode(path)?)
+    } else {
+        let raster = if crate::io::is_tiff_path(path) || is_tiff_content(path) {
+            Raster::read_tiff(path)?
+        } else {
+            Raster::from_image(decode(path)?)
+        };
+        raster.to_rgb8(options).map_err(bands_err)?
+    };
     if rgb.width() == 0 || rgb.height() == 0 {
         return Err(PslgError::EmptyImage {
             path: path.to_path_buf(),
         });
     }
     Ok(rgb)
+}
+
+/// Whether the file starts with a TIFF byte-order mark.
+fn is_tiff_content(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && (magic == *b"II*\0" || magic == *b"MM\0*")
+}
+
+/// A decoded raster as bands of `f32` samples, before conversion to 8-bit RGB.
+struct Raster {
+    width: u32,
+    height: u32,
+    /// One plane per band, row-major.
+    bands: Vec<Vec<f32>>,
+    /// Whether the samples are 8-bit (then used as they are, no stretch).
+    eight_bit: bool,
+}
+
+impl Raster {
+    fn from_image(image: DynamicImage) -> Self {
+        let (width, height) = (image.width(), image.height());
+        let eight_bit = matches!(
+            image,
+            DynamicImage::ImageLuma8(_)
+                | DynamicImage::ImageLumaA8(_)
+                | DynamicImage::ImageRgb8(_)
+                | DynamicImage::ImageRgba8(_)
+        );
+        let gray = matches!(
+            image,
+            DynamicImage::ImageLuma8(_)
+                | DynamicImage::ImageLumaA8(_)
+                | DynamicImage::ImageLuma16(_)
+                | DynamicImage::ImageLumaA16(_)
+        );
+        let scale = if eight_bit { 255.0 } else { 1.0 };
+        let f = image.to_rgb32f();
+        let n = if gray { 1 } else { 3 };
+        let bands = (0..n)
+            .map(|c| f.pixels().map(|p| p[c] * scale).collect())
+            .collect();
+        Self {
+            width,
+            height,
+            bands,
+            eight_bit,
+        }
+    }
+
+    fn read_tiff(path: &Path) -> Result<Self, PslgError> {
+        use tiff::decoder::{Decoder, DecodingResult};
+        let err = |e: String| PslgError::ReadImage {
+            path: path.to_path_buf(),
+            source: image::ImageError::IoError(std::io::Error::other(e)),
+        };
+        let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        let mut dec =
+            Decoder::new(std::io::BufReader::new(file)).map_err(|e| err(e.to_string()))?;
+        let (width, height) = dec.dimensions().map_err(|e| err(e.to_string()))?;
+        let samples = match dec.colortype().map_err(|e| err(e.to_string()))? {
+            tiff::ColorType::Gray(_) => 1,
+            tiff::ColorType::GrayA(_) => 2,
+            tiff::ColorType::RGB(_) | tiff::ColorType::YCbCr(_) | tiff::ColorType::Lab(_) => 3,
+            tiff::ColorType::RGBA(_) | tiff::ColorType::CMYK(_) => 4,
+            tiff::ColorType::CMYKA(_) => 5,
+            tiff::ColorType::Multiband { num_samples, .. } => usize::from(num_samples),
+            other => return Err(err(format!("unsupported TIFF colour type {other:?}"))),
+        };
+        let data = dec.read_image().map_err(|e| err(e.to_string()))?;
+        let eight_bit = matches!(data, DecodingResult::U8(_));
+        let values: Vec<f32> = match data {
+            DecodingResult::U8(v) => v.into_iter().map(f32::from).collect(),
+            DecodingResult::U16(v) => v.into_iter().map(f32::from).collect(),
+            DecodingResult::U32(v) => v.into_iter().map(|x| x as f32).collect(),
+            DecodingResult::U64(v) => v.into_iter().map(|x| x as f32).collect(),
+            DecodingResult::F16(v) => v.into_iter().map(|x| x.to_f32()).collect(),
+            DecodingResult::F32(v) => v,
+            DecodingResult::F64(v) => v.into_iter().map(|x| x as f32).collect(),
+            DecodingResult::I8(v) => v.into_iter().map(f32::from).collect(),
+            DecodingResult::I16(v) => v.into_iter().map(f32::from).collect(),
+            DecodingResult::I32(v) => v.into_iter().map(|x| x as f32).collect(),
+            DecodingResult::I64(v) => v.into_iter().map(|x| x as f32).collect(),
+        };
+        let px = width as usize * height as usize;
+        if values.len() != px * samples {
+            return Err(err(format!(
+                "{} samples for {width}x{height} pixels of {samples} bands; band-sequential (planar) TIFFs \
+                 are not read: convert with gdal_translate -co INTERLEAVE=PIXEL",
+                values.len()
+            )));
+        }
+        let bands = (0..samples)
+            .map(|b| values.iter().skip(b).step_by(samples).copied().collect())
+            .collect();
+        Ok(Self {
+            width,
+            height,
+            bands,
+            eight_bit,
+        })
+    }
+
+    /// Selects the bands and stretches them to 8 bits.
+    fn to_rgb8(&self, options: &LoadOptions) -> Result<RgbImage, String> {
+        let n = self.bands.len();
+        let chosen: Vec<usize> = match &options.bands {
+            Some(b) => b.clone(),
+            None if n >= 3 => vec![1, 2, 3],
+            None => vec![1],
+        };
+        if chosen.len() != 1 && chosen.len() != 3 {
+            return Err(format!(
+                "{} bands chosen ({chosen:?}); give one (gray) or three (R,G,B)",
+                chosen.len()
+            ));
+        }
+        if let Some(&bad) = chosen.iter().find(|&&b| b == 0 || b > n) {
+            return Err(format!(
+                "band {bad} does not exist: the image has bands 1..={n}"
+            ));
+        }
+        let planes: Vec<&[f32]> = chosen.iter().map(|&b| &self.bands[b - 1][..]).collect();
+        // Per plane: 8-bit value = (v − lo) · scale, clamped.
+        let maps: Vec<(f32, f32)> = if self.eight_bit {
+            vec![(0.0, 1.0); planes.len()]
+        } else {
+            match options.stretch {
+                Stretch::MinMax => {
+                    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+                    for v in planes
+                        .iter()
+                        .flat_map(|p| p.iter())
+                        .filter(|v| v.is_finite())
+                    {
+                        lo = lo.min(*v);
+                        hi = hi.max(*v);
+                    }
+                    let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
+                    vec![(lo, scale); planes.len()]
+                }
+                Stretch::Percentile { low, high } => planes
+                    .iter()
+                    .map(|p| {
+                        let (lo, hi) = percentiles(p, low, high);
+                        (lo, if hi > lo { 255.0 / (hi - lo) } else { 0.0 })
+                    })
+                    .collect(),
+            }
+        };
+        let s = |v: f32, (lo, scale): (f32, f32)| {
+            if v.is_finite() {
+                ((v - lo) * scale).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            }
+        };
+        let pick = |k: usize| if planes.len() == 3 { k } else { 0 };
+        Ok(RgbImage::from_fn(self.width, self.height, |x, y| {
+            let i = y as usize * self.width as usize + x as usize;
+            Rgb([0, 1, 2].map(|k| s(planes[pick(k)][i], maps[pick(k)])))
+        }))
+    }
+}
+
+/// The `low`-th and `high`-th percentiles (0–100) of the finite values of `plane` (nearest rank, on at most
+/// ~1 M values taken at a regular stride).
+fn percentiles(plane: &[f32], low: f64, high: f64) -> (f32, f32) {
+    let stride = plane.len().div_ceil(1 << 20).max(1);
+    let mut v: Vec<f32> = plane
+        .iter()
+        .step_by(stride)
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let rank = |p: f64| (((p / 100.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
+    let (il, ih) = (rank(low), rank(high));
+    let lo = *v.select_nth_unstable_by(il, f32::total_cmp).1;
+    let hi = *v.select_nth_unstable_by(ih, f32::total_cmp).1;
+    (lo, hi)
 }
 
 /// Opens and decodes an image file, the format guessed from its content.
@@ -152,6 +400,126 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pslg-io-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join(name)
+    }
+
+    /// A 4×2, 5-band uint16 TIFF: band b of pixel i holds 100·b + i, except pixel 7 of band 2 (an outlier).
+    fn five_band_tiff(path: &Path) {
+        use tiff::encoder::{TiffEncoder, colortype::ColorType};
+        struct Five;
+        impl ColorType for Five {
+            type Inner = u16;
+            const TIFF_VALUE: tiff::tags::PhotometricInterpretation =
+                tiff::tags::PhotometricInterpretation::BlackIsZero;
+            const BITS_PER_SAMPLE: &'static [u16] = &[16; 5];
+            const SAMPLE_FORMAT: &'static [tiff::tags::SampleFormat] =
+                &[tiff::tags::SampleFormat::Uint; 5];
+            fn horizontal_predict(row: &[u16], result: &mut Vec<u16>) {
+                // Not used: the test writes without a predictor.
+                result.extend_from_slice(row);
+            }
+        }
+        let mut data = Vec::new();
+        for i in 0..8u16 {
+            for b in 1..=5u16 {
+                data.push(if b == 2 && i == 7 { 60000 } else { 100 * b + i });
+            }
+        }
+        let file = std::fs::File::create(path).unwrap();
+        let mut enc = TiffEncoder::new(std::io::BufWriter::new(file)).unwrap();
+        enc.write_image::<Five>(4, 2, &data).unwrap();
+    }
+
+    #[test]
+    fn bands_are_picked_and_stretched() {
+        let p = tmp("five.tif");
+        five_band_tiff(&p);
+        // The image crate cannot decode 5 bands; the band path can.
+        assert!(load_rgb(&p).is_err());
+        let opts = |bands: Option<Vec<usize>>, stretch| LoadOptions { bands, stretch };
+        let rgb = load_rgb_with(&p, &opts(Some(vec![3, 1, 5]), Stretch::MinMax)).unwrap();
+        // Joint min/max over bands 3, 1, 5: 100 (band 1, pixel 0) .. 507 (band 5, pixel 7).
+        let v = |x: f32| ((x - 100.0) * 255.0 / 407.0).round() as u8;
+        assert_eq!(rgb.get_pixel(0, 0).0, [v(300.0), v(100.0), v(500.0)]);
+        assert_eq!(rgb.get_pixel(3, 1).0, [v(307.0), v(107.0), v(507.0)]);
+        // One band: gray. Percentiles per band clip band 2's outlier: 0..100 % would map 60000 to 255 and
+        // squash the rest to 0; 0..85 % spreads 200..206 over the full range.
+        let gray = load_rgb_with(
+            &p,
+            &opts(
+                Some(vec![2]),
+                Stretch::Percentile {
+                    low: 0.0,
+                    high: 85.0,
+                },
+            ),
+        )
+        .unwrap();
+        assert_eq!(gray.get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(gray.get_pixel(2, 1).0, [255, 255, 255]); // pixel 6 = 206, the 85th percentile
+        assert_eq!(gray.get_pixel(3, 1).0, [255, 255, 255]); // the outlier, clipped
+        assert!(gray.get_pixel(1, 0)[0] > 0 && gray.get_pixel(1, 0)[0] < 255);
+        for bad in [vec![0], vec![6], vec![1, 2]] {
+            assert!(matches!(
+                load_rgb_with(&p, &opts(Some(bad), Stretch::MinMax)),
+                Err(PslgError::Bands { .. })
+            ));
+        }
+        assert!(matches!(
+            load_rgb_with(
+                &p,
+                &opts(
+                    None,
+                    Stretch::Percentile {
+                        low: 50.0,
+                        high: 10.0
+                    }
+                )
+            ),
+            Err(PslgError::Bands { .. })
+        ));
+        // Default: bands 1, 2, 3.
+        let d = load_rgb_with(
+            &p,
+            &opts(
+                None,
+                Stretch::Percentile {
+                    low: 0.0,
+                    high: 100.0,
+                },
+            ),
+        )
+        .unwrap();
+        assert_eq!(d.get_pixel(0, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn eight_bit_images_are_never_stretched() {
+        let p = tmp("rgb8.png");
+        RgbImage::from_fn(3, 2, |x, y| Rgb([x as u8 * 10, y as u8 * 20, 7]))
+            .save(&p)
+            .unwrap();
+        let a = load_rgb(&p).unwrap();
+        let b = load_rgb_with(
+            &p,
+            &LoadOptions {
+                bands: Some(vec![1, 2, 3]),
+                stretch: Stretch::Percentile {
+                    low: 5.0,
+                    high: 95.0,
+                },
+            },
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        let swapped = load_rgb_with(
+            &p,
+            &LoadOptions {
+                bands: Some(vec![3, 2, 1]),
+                stretch: Stretch::MinMax,
+            },
+        )
+        .unwrap();
+        assert_eq!(swapped.get_pixel(2, 1).0, [7, 20, 20]);
     }
 
     #[test]

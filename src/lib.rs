@@ -121,6 +121,14 @@ pub enum PslgError {
     /// Metrics error.
     #[error(transparent)]
     Metrics(#[from] pslg_metrics::MetricsError),
+    /// A band selection or stretch cannot be applied to an image.
+    #[error("{path}: {reason}")]
+    Bands {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Geospatial I/O error (GeoTIFF tags, polygons).
     #[error(transparent)]
     Geo(#[from] pslg_geo::GeoError),

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pslg::cases::{Case, parse_box, read_cases};
 use pslg::geo::{GeoReference, ObjectFeature, feature_collection, mask_polygons};
-use pslg::io::{is_tiff_path, load_mask, load_rgb, save_mask, save_mask_for};
+use pslg::io::{
+    LoadOptions, Stretch, is_tiff_path, load_mask, load_rgb_with, save_mask, save_mask_for,
+};
 use pslg::mbo::MboParams;
 use pslg::metrics::{Accumulator, PRECISION_THRESHOLDS, Summary, mask_stats_by};
 use pslg::{BoxSegmenter, BoxSegmenterParams, PslgError};
@@ -38,6 +40,56 @@ enum Command {
     Batch(BatchArgs),
     /// Score predicted masks against a cases.jsonl file's ground truth.
     Eval(EvalArgs),
+}
+
+/// How images become 8-bit RGB for the models.
+#[derive(Args, Clone)]
+struct ImageFlags {
+    /// 1-based bands to use as R,G,B (three) or gray (one), e.g. `3,2,1` (default: 1,2,3, or 1 for one band).
+    #[arg(long, value_name = "B[,G,B]")]
+    bands: Option<String>,
+    /// Conversion of 16-bit/float samples to 8 bits: `minmax` (joint min/max of the bands) or
+    /// `LOW,HIGH` percentiles per band, e.g. `2,98`.
+    #[arg(long, default_value = "minmax", value_name = "minmax|LOW,HIGH")]
+    stretch: String,
+}
+
+impl ImageFlags {
+    fn options(&self) -> Result<LoadOptions> {
+        let bands = match &self.bands {
+            None => None,
+            Some(t) => Some(
+                t.split(',')
+                    .map(|b| b.trim().parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| {
+                        format!("--bands {t:?} is not a list of band numbers like 3,2,1")
+                    })?,
+            ),
+        };
+        let stretch = if self.stretch.eq_ignore_ascii_case("minmax") {
+            Stretch::MinMax
+        } else {
+            let v: Vec<f64> = self
+                .stretch
+                .split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<Result<_, _>>()
+                .ok()
+                .filter(|v: &Vec<f64>| v.len() == 2)
+                .with_context(|| {
+                    format!(
+                        "--stretch {:?} is neither `minmax` nor LOW,HIGH percentiles like 2,98",
+                        self.stretch
+                    )
+                })?;
+            Stretch::Percentile {
+                low: v[0],
+                high: v[1],
+            }
+        };
+        Ok(LoadOptions { bands, stretch })
+    }
 }
 
 /// Which stages run.
@@ -133,6 +185,8 @@ struct SegmentArgs {
     /// Ramer–Douglas–Peucker tolerance in pixels for the GeoJSON polygons (0 = exact pixel boundaries).
     #[arg(long, default_value_t = 0.0, requires = "geojson")]
     simplify: f64,
+    #[command(flatten)]
+    image_flags: ImageFlags,
     /// Also write the image with the mask, box and CFPG point drawn on it.
     #[arg(long)]
     overlay: Option<PathBuf>,
@@ -151,6 +205,8 @@ struct BatchArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    image_flags: ImageFlags,
     #[command(flatten)]
     stages: StageFlags,
 }
@@ -230,7 +286,7 @@ fn segment(a: SegmentArgs) -> Result<()> {
         ),
         (None, None) => bail!("give --box or --box-map"),
     };
-    let image = load_rgb(&a.image)?;
+    let image = load_rgb_with(&a.image, &a.image_flags.options()?)?;
     let seg = a.stages.segmenter()?;
     let t = Instant::now();
     let out = seg
@@ -344,6 +400,7 @@ struct CaseReport {
 fn batch(a: BatchArgs) -> Result<()> {
     let cases = read_cases(&a.cases)?;
     let seg = a.stages.segmenter()?;
+    let load_options = a.image_flags.options()?;
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     // Group the cases by image so that each image is decoded once.
@@ -363,7 +420,7 @@ fn batch(a: BatchArgs) -> Result<()> {
     let t0 = Instant::now();
     pool.install(|| {
         by_image.par_iter().for_each(|(path, group)| {
-            let image = match load_rgb(path) {
+            let image = match load_rgb_with(path, &load_options) {
                 Ok(i) => i,
                 Err(e) => {
                     let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
