@@ -357,11 +357,12 @@ fn segment(a: SegmentArgs) -> Result<()> {
         println!("note: MBO kept too little of the box; the box itself was returned");
     }
     if let Some(path) = &a.overlay {
-        let pic = pslg::overlay::draw_overlay(
+        let pic = pslg::overlay::draw_overlay_with_legend(
             &image,
             &out.mask,
             out.roi,
             out.point.as_ref().map(|p| (p.x, p.y)),
+            Some(&prompt),
         );
         pic.save(path).map_err(|source| PslgError::WriteImage {
             path: path.clone(),
