@@ -108,6 +108,8 @@ pub struct MaxFlowGraph<T: Capacity> {
     solved: bool,
     /// Scratch buffer for tree walks (augmenting paths, origin checks); kept to avoid reallocation.
     path: Vec<u32>,
+    /// Scratch list of the nodes an augmentation saturated.
+    saturated: Vec<(u32, bool)>,
 }
 
 /// Orphans of one IBFS tree, bucketed by level.
@@ -200,6 +202,7 @@ impl<T: Capacity> MaxFlowGraph<T> {
             flow: T::ZERO,
             solved: false,
             path: Vec::new(),
+            saturated: Vec::new(),
         }
     }
 
@@ -369,8 +372,20 @@ impl<T: Capacity> MaxFlowGraph<T> {
     }
 
     fn augment(&mut self, mid: u32, orphans: &mut VecDeque<u32>) {
-        // One walk up each tree records the path and its bottleneck; the push then reads the recorded
-        // nodes (independent loads) instead of chasing parents a second time.
+        let mut saturated = std::mem::take(&mut self.saturated);
+        self.push_along(mid, &mut saturated);
+        for &(i, _) in &saturated {
+            orphans.push_front(i);
+        }
+        self.saturated = saturated;
+    }
+
+    /// Pushes the bottleneck along the path `source tree → mid → sink tree` and lists, in path order, the
+    /// nodes whose tree arc (or terminal arc) it saturated, with whether they are on the source side; those
+    /// nodes are marked `ORPHAN`. One walk up each tree records the path and its bottleneck; the push then
+    /// reads the recorded nodes (independent loads) instead of chasing parents a second time.
+    fn push_along(&mut self, mid: u32, saturated: &mut Vec<(u32, bool)>) {
+        saturated.clear();
         let mut path = std::mem::take(&mut self.path);
         path.clear();
         let mut b = self.arcs[mid as usize].r_cap;
@@ -397,14 +412,13 @@ impl<T: Capacity> MaxFlowGraph<T> {
             b = min(b, self.arcs[n.parent as usize].r_cap);
             i = n.parent_node as usize;
         }
-        // Push.
         self.arcs[mid as usize].r_cap = self.arcs[mid as usize].r_cap - b;
         self.arcs[(mid ^ 1) as usize].r_cap = self.arcs[(mid ^ 1) as usize].r_cap + b;
         for (k, &i) in path.iter().enumerate() {
             let i = i as usize;
             let on_source_side = k < source_len;
             let p = self.nodes[i].parent;
-            let saturated = if p == TERMINAL {
+            let is_saturated = if p == TERMINAL {
                 let n = &mut self.nodes[i];
                 n.tr_cap = if on_source_side {
                     n.tr_cap - b
@@ -423,9 +437,9 @@ impl<T: Capacity> MaxFlowGraph<T> {
                 self.arcs[rev].r_cap = self.arcs[rev].r_cap + b;
                 self.arcs[fwd].r_cap == T::ZERO
             };
-            if saturated {
+            if is_saturated {
                 self.nodes[i].parent = ORPHAN;
-                orphans.push_front(i as u32);
+                saturated.push((i as u32, on_source_side));
             }
         }
         self.flow = self.flow + b;
@@ -668,64 +682,13 @@ impl<T: Capacity> MaxFlowGraph<T> {
     }
 
     fn ibfs_augment(&mut self, bridge: u32, st: &mut IbfsState) {
-        let mut path = std::mem::take(&mut self.path);
-        path.clear();
-        let mut b = self.arcs[bridge as usize].r_cap;
-        let mut i = self.tail(bridge);
-        loop {
-            let n = &self.nodes[i];
-            path.push(i as u32);
-            if n.parent == TERMINAL {
-                b = min(b, n.tr_cap);
-                break;
-            }
-            b = min(b, self.arcs[(n.parent ^ 1) as usize].r_cap);
-            i = n.parent_node as usize;
+        let mut saturated = std::mem::take(&mut self.saturated);
+        self.push_along(bridge, &mut saturated);
+        for &(i, on_source_side) in &saturated {
+            let level = self.nodes[i as usize].label.unsigned_abs() as usize;
+            st.orphans(on_source_side).push(level, i);
         }
-        let source_len = path.len();
-        let mut i = self.arcs[bridge as usize].head as usize;
-        loop {
-            let n = &self.nodes[i];
-            path.push(i as u32);
-            if n.parent == TERMINAL {
-                b = min(b, neg(n.tr_cap));
-                break;
-            }
-            b = min(b, self.arcs[n.parent as usize].r_cap);
-            i = n.parent_node as usize;
-        }
-        self.arcs[bridge as usize].r_cap = self.arcs[bridge as usize].r_cap - b;
-        self.arcs[(bridge ^ 1) as usize].r_cap = self.arcs[(bridge ^ 1) as usize].r_cap + b;
-        for (k, &i) in path.iter().enumerate() {
-            let i = i as usize;
-            let on_source_side = k < source_len;
-            let p = self.nodes[i].parent;
-            let saturated = if p == TERMINAL {
-                let n = &mut self.nodes[i];
-                n.tr_cap = if on_source_side {
-                    n.tr_cap - b
-                } else {
-                    n.tr_cap + b
-                };
-                n.tr_cap == T::ZERO
-            } else {
-                let (fwd, rev) = if on_source_side {
-                    ((p ^ 1) as usize, p as usize)
-                } else {
-                    (p as usize, (p ^ 1) as usize)
-                };
-                self.arcs[fwd].r_cap = self.arcs[fwd].r_cap - b;
-                self.arcs[rev].r_cap = self.arcs[rev].r_cap + b;
-                self.arcs[fwd].r_cap == T::ZERO
-            };
-            if saturated {
-                self.nodes[i].parent = ORPHAN;
-                let level = self.nodes[i].label.unsigned_abs() as usize;
-                st.orphans(on_source_side).push(level, i as u32);
-            }
-        }
-        self.flow = self.flow + b;
-        self.path = path;
+        self.saturated = saturated;
         self.ibfs_adopt(st, false);
         self.ibfs_adopt(st, true);
     }
