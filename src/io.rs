@@ -2,6 +2,7 @@
 
 use crate::PslgError;
 use image::{DynamicImage, GrayImage, ImageReader, Rgb, RgbImage};
+use pslg_cfpg::Roi;
 use std::path::Path;
 
 /// How wide samples (16/32-bit, float) become the 8-bit values the models see. 8-bit images are never
@@ -138,16 +139,23 @@ impl Raster {
     }
 
     fn read_tiff(path: &Path) -> Result<Self, PslgError> {
-        use tiff::decoder::{Decoder, DecodingResult};
+        Self::read_tiff_window(path, None).map(|(r, _)| r)
+    }
+
+    /// Reads a TIFF, or only `window` of it (clamped to the image; returned) by decoding just the strips or
+    /// tiles the window touches.
+    fn read_tiff_window(path: &Path, window: Option<Roi>) -> Result<(Self, Roi), PslgError> {
+        use tiff::decoder::{ChunkType, Decoder};
+        use tiff::tags::Tag;
         let err = |e: String| PslgError::ReadImage {
             path: path.to_path_buf(),
             source: image::ImageError::IoError(std::io::Error::other(e)),
         };
+        let terr = |e: tiff::TiffError| err(e.to_string());
         let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        let mut dec =
-            Decoder::new(std::io::BufReader::new(file)).map_err(|e| err(e.to_string()))?;
-        let (width, height) = dec.dimensions().map_err(|e| err(e.to_string()))?;
-        let samples = match dec.colortype().map_err(|e| err(e.to_string()))? {
+        let mut dec = Decoder::new(std::io::BufReader::new(file)).map_err(terr)?;
+        let (width, height) = dec.dimensions().map_err(terr)?;
+        let samples = match dec.colortype().map_err(terr)? {
             tiff::ColorType::Gray(_) => 1,
             tiff::ColorType::GrayA(_) => 2,
             tiff::ColorType::RGB(_) | tiff::ColorType::YCbCr(_) | tiff::ColorType::Lab(_) => 3,
@@ -156,38 +164,112 @@ impl Raster {
             tiff::ColorType::Multiband { num_samples, .. } => usize::from(num_samples),
             other => return Err(err(format!("unsupported TIFF colour type {other:?}"))),
         };
-        let data = dec.read_image().map_err(|e| err(e.to_string()))?;
-        let eight_bit = matches!(data, DecodingResult::U8(_));
-        let values: Vec<f32> = match data {
-            DecodingResult::U8(v) => v.into_iter().map(f32::from).collect(),
-            DecodingResult::U16(v) => v.into_iter().map(f32::from).collect(),
-            DecodingResult::U32(v) => v.into_iter().map(|x| x as f32).collect(),
-            DecodingResult::U64(v) => v.into_iter().map(|x| x as f32).collect(),
-            DecodingResult::F16(v) => v.into_iter().map(|x| x.to_f32()).collect(),
-            DecodingResult::F32(v) => v,
-            DecodingResult::F64(v) => v.into_iter().map(|x| x as f32).collect(),
-            DecodingResult::I8(v) => v.into_iter().map(f32::from).collect(),
-            DecodingResult::I16(v) => v.into_iter().map(f32::from).collect(),
-            DecodingResult::I32(v) => v.into_iter().map(|x| x as f32).collect(),
-            DecodingResult::I64(v) => v.into_iter().map(|x| x as f32).collect(),
+        let planar = || {
+            err(format!(
+                "sample count does not match {width}x{height} pixels of {samples} bands; band-sequential \
+                 (planar) TIFFs are not read: convert with gdal_translate -co INTERLEAVE=PIXEL"
+            ))
         };
-        let px = width as usize * height as usize;
-        if values.len() != px * samples {
-            return Err(err(format!(
-                "{} samples for {width}x{height} pixels of {samples} bands; band-sequential (planar) TIFFs \
-                 are not read: convert with gdal_translate -co INTERLEAVE=PIXEL",
-                values.len()
-            )));
-        }
-        let bands = (0..samples)
-            .map(|b| values.iter().skip(b).step_by(samples).copied().collect())
-            .collect();
-        Ok(Self {
+        let full = Roi {
+            x: 0,
+            y: 0,
             width,
             height,
-            bands,
-            eight_bit,
-        })
+        };
+        let Some(win) = window else {
+            let (values, eight_bit) = samples_f32(dec.read_image().map_err(terr)?);
+            if values.len() != width as usize * height as usize * samples {
+                return Err(planar());
+            }
+            let bands = (0..samples)
+                .map(|b| values.iter().skip(b).step_by(samples).copied().collect())
+                .collect();
+            return Ok((
+                Self {
+                    width,
+                    height,
+                    bands,
+                    eight_bit,
+                },
+                full,
+            ));
+        };
+        // Clamp the window to the image.
+        let (x0, y0) = (win.x.min(width), win.y.min(height));
+        let x1 = win.x.saturating_add(win.width).min(width);
+        let y1 = win.y.saturating_add(win.height).min(height);
+        if x1 <= x0 || y1 <= y0 {
+            return Err(PslgError::Bands {
+                path: path.to_path_buf(),
+                reason: format!("window {win:?} lies outside the {width}x{height} image"),
+            });
+        }
+        let (ww, wh) = (x1 - x0, y1 - y0);
+        let tag_u32 = |dec: &mut Decoder<_>, tag| dec.find_tag_unsigned::<u32>(tag).map_err(terr);
+        let (tiled, count) = match dec.get_chunk_type() {
+            ChunkType::Tile => (true, dec.tile_count().map_err(terr)?),
+            ChunkType::Strip => (false, dec.strip_count().map_err(terr)?),
+        };
+        let (cw, ch) = if tiled {
+            (
+                tag_u32(&mut dec, Tag::TileWidth)?.unwrap_or(0),
+                tag_u32(&mut dec, Tag::TileLength)?.unwrap_or(0),
+            )
+        } else {
+            let rows = tag_u32(&mut dec, Tag::RowsPerStrip)?.unwrap_or(height);
+            (width, rows.min(height))
+        };
+        if cw == 0 || ch == 0 {
+            return Err(err(format!("chunk size {cw}x{ch} is invalid")));
+        }
+        let across = width.div_ceil(cw);
+        let mut bands = vec![vec![0.0f32; ww as usize * wh as usize]; samples];
+        let mut eight_bit = true;
+        for cy in y0 / ch..=(y1 - 1) / ch {
+            for cx in x0 / cw..=(x1 - 1) / cw {
+                let idx = cy * across + cx;
+                if idx >= count {
+                    return Err(err(format!("chunk {idx} is missing ({count} chunks)")));
+                }
+                let (dw, dh) = dec.chunk_data_dimensions(idx);
+                let (values, eb) = samples_f32(dec.read_chunk(idx).map_err(terr)?);
+                eight_bit &= eb;
+                if values.len() != dw as usize * dh as usize * samples {
+                    return Err(planar());
+                }
+                for r in 0..dh {
+                    let gy = cy * ch + r;
+                    if gy < y0 || gy >= y1 {
+                        continue;
+                    }
+                    for c in 0..dw {
+                        let gx = cx * cw + c;
+                        if gx < x0 || gx >= x1 {
+                            continue;
+                        }
+                        let src = (r as usize * dw as usize + c as usize) * samples;
+                        let dst = (gy - y0) as usize * ww as usize + (gx - x0) as usize;
+                        for (b, band) in bands.iter_mut().enumerate() {
+                            band[dst] = values[src + b];
+                        }
+                    }
+                }
+            }
+        }
+        Ok((
+            Self {
+                width: ww,
+                height: wh,
+                bands,
+                eight_bit,
+            },
+            Roi {
+                x: x0,
+                y: y0,
+                width: ww,
+                height: wh,
+            },
+        ))
     }
 
     /// Selects the bands and stretches them to 8 bits.
@@ -250,6 +332,81 @@ impl Raster {
             Rgb([0, 1, 2].map(|k| s(planes[pick(k)][i], maps[pick(k)])))
         }))
     }
+}
+
+/// A decoded TIFF buffer as `f32` samples, and whether they were 8-bit.
+fn samples_f32(data: tiff::decoder::DecodingResult) -> (Vec<f32>, bool) {
+    use tiff::decoder::DecodingResult as D;
+    let eight_bit = matches!(data, D::U8(_));
+    let v = match data {
+        D::U8(v) => v.into_iter().map(f32::from).collect(),
+        D::U16(v) => v.into_iter().map(f32::from).collect(),
+        D::U32(v) => v.into_iter().map(|x| x as f32).collect(),
+        D::U64(v) => v.into_iter().map(|x| x as f32).collect(),
+        D::F16(v) => v.into_iter().map(|x| x.to_f32()).collect(),
+        D::F32(v) => v,
+        D::F64(v) => v.into_iter().map(|x| x as f32).collect(),
+        D::I8(v) => v.into_iter().map(f32::from).collect(),
+        D::I16(v) => v.into_iter().map(f32::from).collect(),
+        D::I32(v) => v.into_iter().map(|x| x as f32).collect(),
+        D::I64(v) => v.into_iter().map(|x| x as f32).collect(),
+    };
+    (v, eight_bit)
+}
+
+/// Reads only `window` of an image (clamped to it; the clamped window is returned with the pixels), with the
+/// rules of [`load_rgb_with`]. From a TIFF only the strips or tiles the window touches are decoded, so memory
+/// is bounded by the window plus those chunks, not by the scene; the stretch ([`Stretch`]) is then computed
+/// over the window. Other formats are decoded whole and cropped.
+///
+/// # Errors
+/// As [`load_rgb_with`], plus [`PslgError::Bands`] for a window outside the image.
+pub fn load_rgb_window(
+    path: &Path,
+    window: Roi,
+    options: &LoadOptions,
+) -> Result<(RgbImage, Roi), PslgError> {
+    let bands_err = |reason: String| PslgError::Bands {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (raster, win) = if is_tiff_path(path) || is_tiff_content(path) {
+        Raster::read_tiff_window(path, Some(window))?
+    } else {
+        let full = load_rgb_with(path, options)?;
+        let (w, h) = full.dimensions();
+        let (x0, y0) = (window.x.min(w), window.y.min(h));
+        let x1 = window.x.saturating_add(window.width).min(w);
+        let y1 = window.y.saturating_add(window.height).min(h);
+        if x1 <= x0 || y1 <= y0 {
+            return Err(bands_err(format!(
+                "window {window:?} lies outside the {w}x{h} image"
+            )));
+        }
+        let win = Roi {
+            x: x0,
+            y: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        };
+        let crop = image::imageops::crop_imm(&full, x0, y0, win.width, win.height).to_image();
+        return Ok((crop, win));
+    };
+    let rgb = if raster.eight_bit && options.bands.is_none() && raster.bands.len() <= 4 {
+        // As `load_rgb` would: gray replicated, alpha dropped, no stretch.
+        raster.to_rgb8(&LoadOptions {
+            bands: Some(if raster.bands.len() >= 3 {
+                vec![1, 2, 3]
+            } else {
+                vec![1]
+            }),
+            stretch: options.stretch,
+        })
+    } else {
+        raster.to_rgb8(options)
+    }
+    .map_err(bands_err)?;
+    Ok((rgb, win))
 }
 
 /// The `low`-th and `high`-th percentiles (0–100) of the finite values of `plane` (nearest rank, on at most

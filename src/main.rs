@@ -9,11 +9,13 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use geo::MapCoords;
 use indicatif::{ProgressBar, ProgressStyle};
 use pslg::cases::{Case, parse_box, read_cases};
 use pslg::geo::{GeoReference, ObjectFeature, feature_collection, mask_polygons};
 use pslg::io::{
-    LoadOptions, Stretch, is_tiff_path, load_mask, load_rgb_with, save_mask, save_mask_for,
+    LoadOptions, Stretch, is_tiff_path, load_mask, load_rgb_window, load_rgb_with, save_mask,
+    save_mask_for,
 };
 use pslg::mbo::MboParams;
 use pslg::metrics::{Accumulator, PRECISION_THRESHOLDS, Summary, mask_stats_by};
@@ -182,6 +184,12 @@ struct SegmentArgs {
     /// none, said in the file).
     #[arg(long)]
     geojson: Option<PathBuf>,
+    /// Decode only the box's context (the crop MBO works on) instead of the whole scene: from a TIFF just the
+    /// strips/tiles it touches, so memory follows the box, not the scene. `--out` and `--overlay` are then
+    /// that window (a GeoTIFF `--out` keeps an exact georeference), `--geojson` stays in scene coordinates.
+    /// A 16/32-bit stretch is computed over the window.
+    #[arg(long)]
+    window: bool,
     /// Ramer–Douglas–Peucker tolerance in pixels for the GeoJSON polygons (0 = exact pixel boundaries).
     #[arg(long, default_value_t = 0.0, requires = "geojson")]
     simplify: f64,
@@ -286,8 +294,36 @@ fn segment(a: SegmentArgs) -> Result<()> {
         ),
         (None, None) => bail!("give --box or --box-map"),
     };
-    let image = load_rgb_with(&a.image, &a.image_flags.options()?)?;
     let seg = a.stages.segmenter()?;
+    let options = a.image_flags.options()?;
+    // With --window only the box's context is decoded; everything written is that window.
+    let (image, origin, bbox) = if a.window {
+        let p = seg.params();
+        let side = (bbox.x2 - bbox.x1).max(bbox.y2 - bbox.y1).max(0);
+        let margin = ((p.margin_fraction * side as f64) as i64).max(i64::from(p.min_margin)) + 1;
+        let (x0, y0) = ((bbox.x1 - margin).max(0), (bbox.y1 - margin).max(0));
+        let (x1, y1) = ((bbox.x2 + margin).max(x0), (bbox.y2 + margin).max(y0));
+        let to_u32 = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        let want = pslg::cfpg::Roi {
+            x: to_u32(x0),
+            y: to_u32(y0),
+            width: to_u32(x1 - x0),
+            height: to_u32(y1 - y0),
+        };
+        let (img, win) = load_rgb_window(&a.image, want, &options)
+            .with_context(|| format!("the context window of {prompt}"))?;
+        println!(
+            "window {},{} {}x{} decoded (box context, margin {margin} px)",
+            win.x, win.y, win.width, win.height
+        );
+        let (wx, wy) = (i64::from(win.x), i64::from(win.y));
+        let shifted =
+            pslg::cfpg::PixelBox::new(bbox.x1 - wx, bbox.y1 - wy, bbox.x2 - wx, bbox.y2 - wy);
+        (img, (win.x, win.y), shifted)
+    } else {
+        (load_rgb_with(&a.image, &options)?, (0, 0), bbox)
+    };
+    let out_georef = georef.as_ref().map(|g| g.shifted(origin.0, origin.1));
     let t = Instant::now();
     let out = seg
         .segment(&image, bbox)
@@ -300,7 +336,7 @@ fn segment(a: SegmentArgs) -> Result<()> {
             a.out.display()
         );
     }
-    save_mask_for(&out.mask, &a.out, georef.as_ref())?;
+    save_mask_for(&out.mask, &a.out, out_georef.as_ref())?;
     if let Some(path) = &a.geojson {
         if !(a.simplify >= 0.0 && a.simplify.is_finite()) {
             bail!(
@@ -308,7 +344,13 @@ fn segment(a: SegmentArgs) -> Result<()> {
                 a.simplify
             );
         }
-        let polygons = mask_polygons(&out.mask, (a.simplify > 0.0).then_some(a.simplify))?;
+        // Polygons in the scene's pixel coordinates (a window's are offset by its origin).
+        let (ox, oy) = (f64::from(origin.0), f64::from(origin.1));
+        let polygons = mask_polygons(&out.mask, (a.simplify > 0.0).then_some(a.simplify))?
+            .map_coords(|c| geo::Coord {
+                x: c.x + ox,
+                y: c.y + oy,
+            });
         let object = ObjectFeature {
             id: a
                 .image

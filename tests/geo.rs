@@ -205,3 +205,95 @@ fn map_box_without_georeference_and_bad_map_boxes_are_errors() {
             .contains("pslg:coordinates")
     );
 }
+
+/// An 8-bit RGB GeoTIFF in strips of 3 rows: a bright disc on textured ground, 0.5 m pixels at (500000, 4000000).
+fn striped_geotiff(path: &Path) {
+    use tiff::encoder::{TiffEncoder, colortype::RGB8};
+    use tiff::tags::Tag;
+    let (w, h) = (120u32, 90u32);
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let d = (x as f64 - 70.0).powi(2) + (y as f64 - 40.0).powi(2);
+        let n = ((x * 7 + y * 3) % 13) as u8;
+        if d < 150.0 {
+            image::Rgb([215, 205 + n, 90])
+        } else {
+            image::Rgb([50 + n, 90, 60 + n])
+        }
+    });
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = TiffEncoder::new(std::io::BufWriter::new(file)).unwrap();
+    let mut im = enc.new_image::<RGB8>(w, h).unwrap();
+    im.rows_per_strip(3).unwrap();
+    let d = im.encoder();
+    d.write_tag(Tag::ModelPixelScaleTag, &[0.5f64, 0.5, 0.0][..])
+        .unwrap();
+    d.write_tag(
+        Tag::ModelTiepointTag,
+        &[0.0f64, 0.0, 0.0, 500000.0, 4000000.0, 0.0][..],
+    )
+    .unwrap();
+    d.write_tag(
+        Tag::GeoKeyDirectoryTag,
+        &[
+            1u16, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633,
+        ][..],
+    )
+    .unwrap();
+    im.write_data(img.as_raw()).unwrap();
+}
+
+#[test]
+fn window_mode_decodes_only_the_context_and_keeps_georeference() {
+    let d = tmp("window");
+    let src = d.join("scene.tif");
+    striped_geotiff(&src);
+    let run = |window: bool, name: &str| {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "segment".into(),
+            "--image".into(),
+            src.clone().into(),
+            "--box".into(),
+            "56,26,85,55".into(),
+            "--out".into(),
+            d.join(format!("{name}.tif")).into(),
+            "--geojson".into(),
+            d.join(format!("{name}.geojson")).into(),
+        ];
+        if window {
+            args.push("--window".into());
+        }
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        ok(&pslg(&refs))
+    };
+    run(false, "full");
+    let stdout = run(true, "win");
+    // Box side 29 → margin max(16, 14) + 1 = 17: window x 39..102, y 9..72.
+    assert!(stdout.contains("window 39,9 63x63 decoded"), "{stdout}");
+    let full = image::open(d.join("full.tif")).unwrap().to_luma8();
+    let win = image::open(d.join("win.tif")).unwrap().to_luma8();
+    assert_eq!(win.dimensions(), (63, 63));
+    // 8-bit input: the window's mask is exactly the full mask's crop, and nothing lies outside it.
+    let crop = image::imageops::crop_imm(&full, 39, 9, 63, 63).to_image();
+    assert_eq!(win, crop);
+    assert!(win.pixels().any(|p| p[0] != 0));
+    assert_eq!(
+        full.pixels().filter(|p| p[0] != 0).count(),
+        win.pixels().filter(|p| p[0] != 0).count()
+    );
+    // The window GeoTIFF sits where it came from: origin moved by (39, 9) pixels of 0.5 m.
+    let g = GeoReference::read(&d.join("win.tif")).unwrap().unwrap();
+    assert_eq!(g.transform.0, [500019.5, 0.5, 0.0, 3999995.5, 0.0, -0.5]);
+    if let Some(info) = gdalinfo(&d.join("win.tif")) {
+        assert_eq!(
+            info["geoTransform"],
+            serde_json::json!([500019.5, 0.5, 0.0, 3999995.5, 0.0, -0.5])
+        );
+    }
+    // GeoJSON polygons are in scene coordinates either way.
+    let a = std::fs::read_to_string(d.join("full.geojson")).unwrap();
+    let b = std::fs::read_to_string(d.join("win.geojson")).unwrap();
+    let geom = |t: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(t).unwrap()["features"][0]["geometry"].clone()
+    };
+    assert_eq!(geom(&a), geom(&b));
+}

@@ -210,6 +210,32 @@ impl GeoReference {
         }))
     }
 
+    /// The georeference of the window of this raster whose top-left pixel is `(x0, y0)`: same CRS and pixel
+    /// size, origin moved. The raster coordinates of the tiepoints are shifted (a ModelTransformation is
+    /// translated instead), so a window written with it overlays its source exactly.
+    pub fn shifted(&self, x0: u32, y0: u32) -> Self {
+        let (dx, dy) = (f64::from(x0), f64::from(y0));
+        let mut tags = self.tags.clone();
+        if let Some(tp) = tags.tiepoints.as_mut() {
+            for t in tp.chunks_exact_mut(6) {
+                t[0] -= dx;
+                t[1] -= dy;
+            }
+        }
+        if let Some(m) = tags.model_transformation.as_mut().filter(|m| m.len() >= 16) {
+            m[3] += m[0] * dx + m[1] * dy;
+            m[7] += m[4] * dx + m[5] * dy;
+        }
+        let mut t = self.transform.0;
+        t[0] += t[1] * dx + t[2] * dy;
+        t[3] += t[4] * dx + t[5] * dy;
+        Self {
+            transform: GeoTransform(t),
+            tags,
+            ..self.clone()
+        }
+    }
+
     /// Writes `mask` as a single-band 8-bit GeoTIFF carrying this georeference (the tags as read, so GIS
     /// tools overlay the mask exactly on the image it came from, which must have the mask's size).
     ///
@@ -300,6 +326,40 @@ mod tests {
             GeoTransform([0.0; 6]).map_to_pixel(1.0, 1.0),
             Err(GeoError::SingularTransform(_))
         ));
+    }
+
+    #[test]
+    fn shifted_window_keeps_map_coordinates() {
+        let p = Path::new("x.tif");
+        for tags in [
+            RawTags {
+                pixel_scale: Some(vec![0.5, 0.5, 0.0]),
+                tiepoints: Some(vec![0.0, 0.0, 0.0, 100.0, 200.0, 0.0]),
+                ..Default::default()
+            },
+            RawTags {
+                model_transformation: Some(vec![
+                    0.5, 0.1, 0.0, 100.0, -0.05, -0.5, 0.0, 200.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                    0.0, 1.0,
+                ]),
+                ..Default::default()
+            },
+        ] {
+            let g = GeoReference::from_tags(tags, p).unwrap().unwrap();
+            let w = g.shifted(30, 7);
+            // Pixel (c, r) of the window is pixel (c + 30, r + 7) of the source.
+            let (a, b) = (
+                w.transform.pixel_to_map(2.5, 1.5),
+                g.transform.pixel_to_map(32.5, 8.5),
+            );
+            assert!(
+                (a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9,
+                "{a:?} vs {b:?}"
+            );
+            // And the shifted tags say the same when read back.
+            let again = GeoReference::from_tags(w.tags.clone(), p).unwrap().unwrap();
+            assert_eq!(again.transform, w.transform);
+        }
     }
 
     #[test]
