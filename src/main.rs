@@ -388,8 +388,11 @@ fn segment(a: SegmentArgs) -> Result<()> {
         match &p.source {
             pslg::cfpg::PointSource::Region { region, .. } => {
                 println!(
-                    "CFPG point ({:.1}, {:.1}), region convexity {:.3}, area {} px",
-                    p.x, p.y, region.convexity, region.area
+                    "CFPG point ({:.1}, {:.1}) in image pixels, region convexity {:.3}, area {} px",
+                    p.x + f64::from(origin.0),
+                    p.y + f64::from(origin.1),
+                    region.convexity,
+                    region.area
                 )
             }
             pslg::cfpg::PointSource::BoxCentre(why) => println!("CFPG point: box centre ({why})"),
