@@ -194,17 +194,9 @@ impl Raster {
                 full,
             ));
         };
-        // Clamp the window to the image.
-        let (x0, y0) = (win.x.min(width), win.y.min(height));
-        let x1 = win.x.saturating_add(win.width).min(width);
-        let y1 = win.y.saturating_add(win.height).min(height);
-        if x1 <= x0 || y1 <= y0 {
-            return Err(PslgError::Bands {
-                path: path.to_path_buf(),
-                reason: format!("window {win:?} lies outside the {width}x{height} image"),
-            });
-        }
-        let (ww, wh) = (x1 - x0, y1 - y0);
+        let clamped = clamp_window(win, width, height, path)?;
+        let (x0, y0, ww, wh) = (clamped.x, clamped.y, clamped.width, clamped.height);
+        let (x1, y1) = (x0 + ww, y0 + wh);
         let tag_u32 = |dec: &mut Decoder<_>, tag| dec.find_tag_unsigned::<u32>(tag).map_err(terr);
         let (tiled, count) = match dec.get_chunk_type() {
             ChunkType::Tile => (true, dec.tile_count().map_err(terr)?),
@@ -263,12 +255,7 @@ impl Raster {
                 bands,
                 eight_bit,
             },
-            Roi {
-                x: x0,
-                y: y0,
-                width: ww,
-                height: wh,
-            },
+            clamped,
         ))
     }
 
@@ -366,47 +353,40 @@ pub fn load_rgb_window(
     window: Roi,
     options: &LoadOptions,
 ) -> Result<(RgbImage, Roi), PslgError> {
-    let bands_err = |reason: String| PslgError::Bands {
+    if !(is_tiff_path(path) || is_tiff_content(path)) {
+        let full = load_rgb_with(path, options)?;
+        let win = clamp_window(window, full.width(), full.height(), path)?;
+        let crop = image::imageops::crop_imm(&full, win.x, win.y, win.width, win.height).to_image();
+        return Ok((crop, win));
+    }
+    let (raster, win) = Raster::read_tiff_window(path, Some(window))?;
+    let rgb = raster.to_rgb8(options).map_err(|reason| PslgError::Bands {
         path: path.to_path_buf(),
         reason,
-    };
-    let (raster, win) = if is_tiff_path(path) || is_tiff_content(path) {
-        Raster::read_tiff_window(path, Some(window))?
-    } else {
-        let full = load_rgb_with(path, options)?;
-        let (w, h) = full.dimensions();
-        let (x0, y0) = (window.x.min(w), window.y.min(h));
-        let x1 = window.x.saturating_add(window.width).min(w);
-        let y1 = window.y.saturating_add(window.height).min(h);
-        if x1 <= x0 || y1 <= y0 {
-            return Err(bands_err(format!(
-                "window {window:?} lies outside the {w}x{h} image"
-            )));
-        }
-        let win = Roi {
-            x: x0,
-            y: y0,
-            width: x1 - x0,
-            height: y1 - y0,
-        };
-        let crop = image::imageops::crop_imm(&full, x0, y0, win.width, win.height).to_image();
-        return Ok((crop, win));
-    };
-    let rgb = if raster.eight_bit && options.bands.is_none() && raster.bands.len() <= 4 {
-        // As `load_rgb` would: gray replicated, alpha dropped, no stretch.
-        raster.to_rgb8(&LoadOptions {
-            bands: Some(if raster.bands.len() >= 3 {
-                vec![1, 2, 3]
-            } else {
-                vec![1]
-            }),
-            stretch: options.stretch,
-        })
-    } else {
-        raster.to_rgb8(options)
-    }
-    .map_err(bands_err)?;
+    })?;
     Ok((rgb, win))
+}
+
+/// `window` clamped to a `width × height` image.
+///
+/// # Errors
+/// [`PslgError::Bands`] when nothing of the window lies inside the image.
+fn clamp_window(window: Roi, width: u32, height: u32, path: &Path) -> Result<Roi, PslgError> {
+    let (x0, y0) = (window.x.min(width), window.y.min(height));
+    let x1 = window.x.saturating_add(window.width).min(width);
+    let y1 = window.y.saturating_add(window.height).min(height);
+    if x1 <= x0 || y1 <= y0 {
+        return Err(PslgError::Bands {
+            path: path.to_path_buf(),
+            reason: format!("window {window:?} lies outside the {width}x{height} image"),
+        });
+    }
+    Ok(Roi {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    })
 }
 
 /// The `low`-th and `high`-th percentiles (0–100) of the finite values of `plane` (nearest rank, on at most

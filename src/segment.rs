@@ -127,6 +127,12 @@ impl BoxSegmenter {
         &self.params
     }
 
+    /// Background context MBO takes around a box whose longer side is `side` pixels:
+    /// `max(min_margin, margin_fraction · side)` on each side (before clamping to the image).
+    pub fn context_margin(&self, side: u32) -> u32 {
+        ((self.params.margin_fraction * f64::from(side)) as u32).max(self.params.min_margin)
+    }
+
     /// Segments the object in `bbox` (pixels, `x2`/`y2` exclusive; clamped to the image).
     ///
     /// # Errors
@@ -164,9 +170,7 @@ impl BoxSegmenter {
         };
 
         let t = Instant::now();
-        let side = roi.width.max(roi.height);
-        let margin =
-            ((self.params.margin_fraction * f64::from(side)) as u32).max(self.params.min_margin);
+        let margin = self.context_margin(roi.width.max(roi.height));
         let cx0 = roi.x.saturating_sub(margin);
         let cy0 = roi.y.saturating_sub(margin);
         let cx1 = (roi.x + roi.width).saturating_add(margin).min(w);

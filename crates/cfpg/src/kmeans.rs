@@ -23,6 +23,8 @@ struct Planes {
     x: Vec<f32>,
     y: Vec<f32>,
     z: Vec<f32>,
+    /// Scratch: running argmin of the assignment, reused between calls.
+    arg: Vec<f32>,
 }
 
 impl Planes {
@@ -31,6 +33,7 @@ impl Planes {
             x: Vec::new(),
             y: Vec::new(),
             z: Vec::new(),
+            arg: Vec::new(),
         };
         p.refill(points);
         p
@@ -46,12 +49,13 @@ impl Planes {
     }
 
     /// Index of the nearest centroid of every point (the lowest index on ties), into `label`.
-    fn assign(&self, centroids: &[[f32; 3]], best: &mut [f32], label: &mut [u32]) {
+    fn assign(&mut self, centroids: &[[f32; 3]], best: &mut [f32], label: &mut [u32]) {
         let n = best.len();
-        let (xs, ys, zs) = (&self.x[..n], &self.y[..n], &self.z[..n]);
+        self.arg.clear();
+        self.arg.resize(n, 0.0);
+        let (xs, ys, zs, arg) = (&self.x[..n], &self.y[..n], &self.z[..n], &mut self.arg[..n]);
         // The running argmin is kept as f32 (exact for indices < 2^24) so that the select is all-f32 and
         // vectorises on baseline SSE2.
-        let mut arg = vec![0.0f32; n];
         best.fill(f32::INFINITY);
         for (j, c) in centroids.iter().enumerate() {
             let jf = j as f32;
@@ -64,7 +68,7 @@ impl Planes {
                 best[i] = if d < best[i] { d } else { best[i] };
             }
         }
-        for (l, &a) in label[..n].iter_mut().zip(&arg) {
+        for (l, &a) in label[..n].iter_mut().zip(arg.iter()) {
             *l = a as u32;
         }
     }
@@ -143,7 +147,7 @@ pub fn kmeans_pp(
 
     // Lloyd iterations on the fitted subset. The assignment step runs centroid by centroid over colour
     // planes (a strict `<` keeps the lowest index on ties, as `nearest` does) so that it vectorises.
-    let planes = Planes::new(&fit);
+    let mut planes = Planes::new(&fit);
     let mut labels = vec![u32::MAX; fit.len()];
     let mut assigned = vec![0u32; fit.len()];
     let mut best = vec![0.0f32; fit.len()];
