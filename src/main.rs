@@ -26,6 +26,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// `println!` that tolerates a closed stdout (`pslg … | head`): the work goes on and the text is dropped,
+/// instead of `println!`'s panic on a broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// PSLG-SAM referring remote-sensing segmentation: box → mask without trained weights (CFPG + MBO).
 #[derive(Parser)]
 #[command(version, about)]
@@ -298,12 +307,12 @@ fn segment(a: SegmentArgs) -> Result<()> {
     let options = a.image_flags.options()?;
     // With --window only the box's context is decoded; everything written is that window.
     let (image, origin, bbox) = if a.window {
-        let p = seg.params();
-        let side = (bbox.x2 - bbox.x1).max(bbox.y2 - bbox.y1).max(0);
-        let margin = ((p.margin_fraction * side as f64) as i64).max(i64::from(p.min_margin)) + 1;
+        let to_u32 = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        // The unclamped box's side bounds the clamped one's, so this window holds MBO's crop; +1 for rounding.
+        let side = (bbox.x2 - bbox.x1).max(bbox.y2 - bbox.y1);
+        let margin = i64::from(seg.context_margin(to_u32(side))) + 1;
         let (x0, y0) = ((bbox.x1 - margin).max(0), (bbox.y1 - margin).max(0));
         let (x1, y1) = ((bbox.x2 + margin).max(x0), (bbox.y2 + margin).max(y0));
-        let to_u32 = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
         let want = pslg::cfpg::Roi {
             x: to_u32(x0),
             y: to_u32(y0),
@@ -312,9 +321,12 @@ fn segment(a: SegmentArgs) -> Result<()> {
         };
         let (img, win) = load_rgb_window(&a.image, want, &options)
             .with_context(|| format!("the context window of {prompt}"))?;
-        println!(
+        say!(
             "window {},{} {}x{} decoded (box context, margin {margin} px)",
-            win.x, win.y, win.width, win.height
+            win.x,
+            win.y,
+            win.width,
+            win.height
         );
         let (wx, wy) = (i64::from(win.x), i64::from(win.y));
         let shifted =
@@ -330,7 +342,7 @@ fn segment(a: SegmentArgs) -> Result<()> {
         .with_context(|| format!("segmenting {prompt} in {}", a.image.display()))?;
     let elapsed = t.elapsed();
     if is_tiff_path(&a.out) && georef.is_none() {
-        println!(
+        say!(
             "note: {} has no georeference; {} is a plain TIFF",
             a.image.display(),
             a.out.display()
@@ -367,7 +379,7 @@ fn segment(a: SegmentArgs) -> Result<()> {
         }
         std::fs::write(path, fc.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
-        println!(
+        say!(
             "polygons written to {} ({} part(s), {})",
             path.display(),
             object.polygons.0.len(),
@@ -378,7 +390,7 @@ fn segment(a: SegmentArgs) -> Result<()> {
         );
     }
     let area = out.mask.pixels().filter(|p| p[0] != 0).count();
-    println!(
+    say!(
         "mask written to {} ({} foreground pixels, {:.1} ms)",
         a.out.display(),
         area,
@@ -387,7 +399,7 @@ fn segment(a: SegmentArgs) -> Result<()> {
     if let Some(p) = &out.point {
         match &p.source {
             pslg::cfpg::PointSource::Region { region, .. } => {
-                println!(
+                say!(
                     "CFPG point ({:.1}, {:.1}) in image pixels, region convexity {:.3}, area {} px",
                     p.x + f64::from(origin.0),
                     p.y + f64::from(origin.1),
@@ -395,11 +407,11 @@ fn segment(a: SegmentArgs) -> Result<()> {
                     region.area
                 )
             }
-            pslg::cfpg::PointSource::BoxCentre(why) => println!("CFPG point: box centre ({why})"),
+            pslg::cfpg::PointSource::BoxCentre(why) => say!("CFPG point: box centre ({why})"),
         }
     }
     if out.collapsed {
-        println!("note: MBO kept too little of the box; the box itself was returned");
+        say!("note: MBO kept too little of the box; the box itself was returned");
     }
     if let Some(path) = &a.overlay {
         let pic = pslg::overlay::draw_overlay_with_legend(
@@ -413,7 +425,7 @@ fn segment(a: SegmentArgs) -> Result<()> {
             path: path.clone(),
             source,
         })?;
-        println!("overlay written to {}", path.display());
+        say!("overlay written to {}", path.display());
     }
     Ok(())
 }
@@ -520,7 +532,7 @@ fn batch(a: BatchArgs) -> Result<()> {
         "cfpg_box_centre_fallbacks": reports.iter().filter(|r| r.fallback_point).count(),
         "out_dir": a.out_dir.display().to_string(),
     });
-    println!("{summary}");
+    say!("{summary}");
     if !failures.is_empty() {
         for f in &failures {
             eprintln!("failed: {f}");
@@ -564,7 +576,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     if a.table {
         print_table(&s);
     } else {
-        println!("{}", summary_json(&s));
+        say!("{}", summary_json(&s));
     }
     Ok(())
 }
@@ -596,15 +608,23 @@ fn summary_json(s: &Summary) -> serde_json::Value {
 }
 
 fn print_table(s: &Summary) {
-    println!(
+    say!(
         "{:<22} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "", "n", "mIoU", "oIoU", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9"
+        "",
+        "n",
+        "mIoU",
+        "oIoU",
+        "Pr@0.5",
+        "Pr@0.6",
+        "Pr@0.7",
+        "Pr@0.8",
+        "Pr@0.9"
     );
     let pr: Vec<String> = PRECISION_THRESHOLDS
         .iter()
         .map(|&t| format!("{:>7.2}", 100.0 * s.precision_at(t).unwrap_or(0.0)))
         .collect();
-    println!(
+    say!(
         "{:<22} {:>6} {:>7.2} {:>7.2} {}",
         "all",
         s.n,
@@ -613,6 +633,6 @@ fn print_table(s: &Summary) {
         pr.join(" ")
     );
     for (k, v) in &s.per_category {
-        println!("{:<22} {:>6} {:>7.2}", k, v.n, 100.0 * v.miou);
+        say!("{:<22} {:>6} {:>7.2}", k, v.n, 100.0 * v.miou);
     }
 }

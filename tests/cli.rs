@@ -163,3 +163,29 @@ fn segments_the_shipped_spacenet_geotiff() {
     assert_eq!(m.dimensions(), (900, 900));
     assert!(m.pixels().any(|p| p[0] == 255));
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    // `pslg segment … | head -0`: the reader is gone before pslg prints; the mask must still be written.
+    let d = tmp("pipe");
+    let mut child = pslg()
+        .args(["segment", "--image"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/data/sample_geotiff.tif"
+        ))
+        .args(["--box", "477,358,528,397", "--out"])
+        .arg(d.join("mask.png"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.join("mask.png").exists());
+}
