@@ -32,6 +32,13 @@ fn scene(n: u32) -> RgbImage {
     })
 }
 
+/// The pixels of `img` as colour vectors.
+fn colours(img: &RgbImage) -> Vec<[f32; 3]> {
+    img.pixels()
+        .map(|p| [p[0] as f32, p[1] as f32, p[2] as f32])
+        .collect()
+}
+
 fn binary(img: &RgbImage) -> GrayImage {
     GrayImage::from_fn(img.width(), img.height(), |x, y| {
         Luma([if img.get_pixel(x, y)[0] > 150 { 255 } else { 0 }])
@@ -52,10 +59,7 @@ fn group<'a>(
 fn cfpg_stages(c: &mut Criterion) {
     let mut g = group(c, "kmeans");
     for n in SIZES {
-        let pts: Vec<[f32; 3]> = scene(n)
-            .pixels()
-            .map(|p| [p[0] as f32, p[1] as f32, p[2] as f32])
-            .collect();
+        let pts = colours(&scene(n));
         g.bench_with_input(BenchmarkId::from_parameter(n), &pts, |b, pts| {
             b.iter(|| kmeans_pp(black_box(pts), 2, 0, 50, 4096))
         });
@@ -119,10 +123,7 @@ fn cfpg_stages(c: &mut Criterion) {
 fn mbo_stages(c: &mut Criterion) {
     let mut g = group(c, "gmm_fit");
     for n in SIZES {
-        let pts: Vec<[f32; 3]> = scene(n)
-            .pixels()
-            .map(|p| [p[0] as f32, p[1] as f32, p[2] as f32])
-            .collect();
+        let pts = colours(&scene(n));
         g.bench_with_input(BenchmarkId::from_parameter(n), &pts, |b, pts| {
             b.iter(|| Gmm::fit(black_box(pts), 5, 0))
         });
@@ -133,10 +134,7 @@ fn mbo_stages(c: &mut Criterion) {
         // An 8-connected grid with GrabCut-like weights from the scene.
         let img = scene(n);
         let (w, h) = (n as usize, n as usize);
-        let px: Vec<[f32; 3]> = img
-            .pixels()
-            .map(|p| [p[0] as f32, p[1] as f32, p[2] as f32])
-            .collect();
+        let px = colours(&img);
         let build = || {
             let mut gr = MaxFlowGraph::<f32>::with_capacity(w * h, 4 * w * h);
             for (i, p) in px.iter().enumerate() {
