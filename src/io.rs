@@ -21,6 +21,15 @@ pub enum Stretch {
         /// Upper percentile, in (low, 100].
         high: f64,
     },
+    /// Fixed levels per chosen band (R, G, B order; a gray image uses index 0): `low[k]` maps to 0 and
+    /// `high[k]` to 255. [`scene_stretch`] resolves the other variants into this one over a whole scene, so
+    /// that windows and tiles read separately share one mapping (no seams between tiles).
+    Fixed {
+        /// Value mapped to 0, per chosen band.
+        low: [f32; 3],
+        /// Value mapped to 255, per chosen band.
+        high: [f32; 3],
+    },
 }
 
 /// Options of [`load_rgb_with`].
@@ -259,8 +268,8 @@ impl Raster {
         ))
     }
 
-    /// Selects the bands and stretches them to 8 bits.
-    fn to_rgb8(&self, options: &LoadOptions) -> Result<RgbImage, String> {
+    /// The 1-based bands `options` picks, checked against this raster.
+    fn chosen_bands(&self, options: &LoadOptions) -> Result<Vec<usize>, String> {
         let n = self.bands.len();
         let chosen: Vec<usize> = match &options.bands {
             Some(b) => b.clone(),
@@ -278,6 +287,12 @@ impl Raster {
                 "band {bad} does not exist: the image has bands 1..={n}"
             ));
         }
+        Ok(chosen)
+    }
+
+    /// Selects the bands and stretches them to 8 bits.
+    fn to_rgb8(&self, options: &LoadOptions) -> Result<RgbImage, String> {
+        let chosen = self.chosen_bands(options)?;
         let planes: Vec<&[f32]> = chosen.iter().map(|&b| &self.bands[b - 1][..]).collect();
         // Per plane: 8-bit value = (v − lo) · scale, clamped.
         let maps: Vec<(f32, f32)> = if self.eight_bit {
@@ -301,6 +316,12 @@ impl Raster {
                     .iter()
                     .map(|p| {
                         let (lo, hi) = percentiles(p, low, high);
+                        (lo, if hi > lo { 255.0 / (hi - lo) } else { 0.0 })
+                    })
+                    .collect(),
+                Stretch::Fixed { low, high } => (0..planes.len())
+                    .map(|k| {
+                        let (lo, hi) = (low[k], high[k]);
                         (lo, if hi > lo { 255.0 / (hi - lo) } else { 0.0 })
                     })
                     .collect(),
@@ -367,6 +388,145 @@ pub fn load_rgb_window(
     Ok((rgb, win))
 }
 
+/// Resolves `options.stretch` over the whole scene into [`Stretch::Fixed`] levels, so that windows and tiles
+/// read one by one ([`load_rgb_window`]) share the mapping a whole-scene [`load_rgb_with`] would use: the same
+/// minimum/maximum, and the same percentiles (taken on the same regular sample of pixels). A TIFF is streamed in
+/// strips of rows (memory: one strip of at most ~16 M samples plus ~1 M samples per chosen band), other formats
+/// are decoded whole. For 8-bit images and an already fixed stretch the options' stretch is returned as it is.
+///
+/// # Errors
+/// As [`load_rgb_with`].
+pub fn scene_stretch(path: &Path, options: &LoadOptions) -> Result<Stretch, PslgError> {
+    scene_stretch_in_strips(path, options, None)
+}
+
+/// [`scene_stretch`] reading a TIFF in strips of `rows` rows (default: ~16 MiB of `f32` per band).
+fn scene_stretch_in_strips(
+    path: &Path,
+    options: &LoadOptions,
+    rows: Option<u32>,
+) -> Result<Stretch, PslgError> {
+    if matches!(options.stretch, Stretch::Fixed { .. }) {
+        return Ok(options.stretch);
+    }
+    let bands_err = |reason: String| PslgError::Bands {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !(is_tiff_path(path) || is_tiff_content(path)) {
+        return scene_stretch_of(&Raster::from_image(decode(path)?), options).map_err(bands_err);
+    }
+    let (width, height) = {
+        let file = std::fs::File::open(path).map_err(|e| PslgError::ReadImage {
+            path: path.to_path_buf(),
+            source: image::ImageError::IoError(e),
+        })?;
+        tiff::decoder::Decoder::new(std::io::BufReader::new(file))
+            .and_then(|mut d| d.dimensions())
+            .map_err(|e| PslgError::ReadImage {
+                path: path.to_path_buf(),
+                source: image::ImageError::IoError(std::io::Error::other(e.to_string())),
+            })?
+    };
+    // Strips of whole rows; the pixel sample is every `stride`-th pixel of the scene in row-major order,
+    // exactly the sample `percentiles` takes on a whole-scene plane.
+    let total = width as usize * height as usize;
+    let stride = total.div_ceil(1 << 20).max(1);
+    let rows = rows.unwrap_or(
+        ((16usize << 20) / (width.max(1) as usize * 4)).clamp(1, height.max(1) as usize) as u32,
+    );
+    let mut samples: Vec<Vec<f32>> = Vec::new();
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut eight_bit = true;
+    let mut visit = |raster: &Raster, first_pixel: usize| -> Result<(), String> {
+        let chosen = raster.chosen_bands(options)?;
+        eight_bit &= raster.eight_bit;
+        samples.resize_with(chosen.len(), Vec::new);
+        for (k, &b) in chosen.iter().enumerate() {
+            let plane = &raster.bands[b - 1];
+            let skip = (stride - first_pixel % stride) % stride;
+            for &v in plane.iter().filter(|v| v.is_finite()) {
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            samples[k].extend(
+                plane
+                    .iter()
+                    .skip(skip)
+                    .step_by(stride)
+                    .filter(|v| v.is_finite()),
+            );
+        }
+        Ok(())
+    };
+    let mut y = 0;
+    while y < height {
+        let h = rows.min(height - y);
+        let window = Roi {
+            x: 0,
+            y,
+            width,
+            height: h,
+        };
+        let (raster, _) = Raster::read_tiff_window(path, Some(window))?;
+        visit(&raster, y as usize * width as usize).map_err(bands_err)?;
+        y += h;
+    }
+    if eight_bit {
+        return Ok(options.stretch);
+    }
+    Ok(levels(options.stretch, &mut samples, lo, hi))
+}
+
+/// [`scene_stretch`] for a raster already in memory.
+fn scene_stretch_of(raster: &Raster, options: &LoadOptions) -> Result<Stretch, String> {
+    let chosen = raster.chosen_bands(options)?;
+    if raster.eight_bit {
+        return Ok(options.stretch);
+    }
+    let stride = (raster.width as usize * raster.height as usize)
+        .div_ceil(1 << 20)
+        .max(1);
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut samples: Vec<Vec<f32>> = chosen
+        .iter()
+        .map(|&b| {
+            let plane = &raster.bands[b - 1];
+            for &v in plane.iter().filter(|v| v.is_finite()) {
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            plane
+                .iter()
+                .step_by(stride)
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect()
+        })
+        .collect();
+    Ok(levels(options.stretch, &mut samples, lo, hi))
+}
+
+/// Fixed levels from a stretch rule: the joint extremes `lo`, `hi` of the chosen bands for
+/// [`Stretch::MinMax`], each band's sampled percentiles for [`Stretch::Percentile`].
+fn levels(stretch: Stretch, samples: &mut [Vec<f32>], lo: f32, hi: f32) -> Stretch {
+    let (mut low, mut high) = ([0.0f32; 3], [0.0f32; 3]);
+    match stretch {
+        Stretch::MinMax => {
+            let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 0.0) };
+            low = [lo; 3];
+            high = [hi; 3];
+        }
+        Stretch::Percentile { low: pl, high: ph } => {
+            for (k, v) in samples.iter_mut().enumerate().take(3) {
+                (low[k], high[k]) = percentiles_sampled(v, pl, ph);
+            }
+        }
+        fixed @ Stretch::Fixed { .. } => return fixed,
+    }
+    Stretch::Fixed { low, high }
+}
+
 /// `window` clamped to a `width × height` image.
 ///
 /// # Errors
@@ -399,6 +559,11 @@ fn percentiles(plane: &[f32], low: f64, high: f64) -> (f32, f32) {
         .copied()
         .filter(|v| v.is_finite())
         .collect();
+    percentiles_sampled(&mut v, low, high)
+}
+
+/// The `low`-th and `high`-th percentiles (nearest rank) of finite values `v` (reordered).
+fn percentiles_sampled(v: &mut [f32], low: f64, high: f64) -> (f32, f32) {
     if v.is_empty() {
         return (0.0, 0.0);
     }
@@ -657,6 +822,56 @@ mod tests {
         )
         .unwrap();
         assert_eq!(swapped.get_pixel(2, 1).0, [7, 20, 20]);
+    }
+
+    #[test]
+    fn scene_stretch_streamed_in_strips_matches_the_whole_scene_stretch() {
+        // > 1 M pixels, so the percentile sample is strided; strips of 7 rows do not divide the stride.
+        let (w, h) = (1100u32, 1000u32);
+        let mut state = 7u32;
+        let img: ImageBuffer<Rgb<u16>, Vec<u16>> = ImageBuffer::from_fn(w, h, |x, y| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let n = (state >> 20) as u16;
+            Rgb([n + x as u16, 3000 + n / 2 + y as u16, 500 + (n % 977)])
+        });
+        let p = tmp("stretch16.tif");
+        img.save(&p).unwrap();
+        for stretch in [
+            Stretch::MinMax,
+            Stretch::Percentile {
+                low: 2.0,
+                high: 98.0,
+            },
+        ] {
+            let options = LoadOptions {
+                bands: Some(vec![3, 1, 2]),
+                stretch,
+            };
+            let whole = load_rgb_with(&p, &options).unwrap();
+            let fixed = scene_stretch_in_strips(&p, &options, Some(7)).unwrap();
+            assert!(matches!(fixed, Stretch::Fixed { .. }), "{fixed:?}");
+            assert_eq!(fixed, scene_stretch(&p, &options).unwrap());
+            let fixed_options = LoadOptions {
+                stretch: fixed,
+                ..options.clone()
+            };
+            assert_eq!(load_rgb_with(&p, &fixed_options).unwrap(), whole);
+            let want = Roi {
+                x: 1000,
+                y: 900,
+                width: 300,
+                height: 300,
+            };
+            let (win, got) = load_rgb_window(&p, want, &fixed_options).unwrap();
+            assert_eq!((got.width, got.height), (100, 100));
+            let crop = image::imageops::crop_imm(&whole, 1000, 900, 100, 100).to_image();
+            assert_eq!(win, crop, "{stretch:?}");
+        }
+        // 8-bit images are never stretched: the options' stretch comes back unchanged.
+        let p8 = tmp("stretch8.png");
+        RgbImage::new(4, 4).save(&p8).unwrap();
+        let options = LoadOptions::default();
+        assert_eq!(scene_stretch(&p8, &options).unwrap(), Stretch::MinMax);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod cases;
 pub mod io;
 pub mod overlay;
 mod segment;
+pub mod tile;
 
 pub use pslg_cfpg as cfpg;
 pub use pslg_geo as geo;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! pslg segment --image IMG (--box x1,y1,x2,y2 | --box-map minx,miny,maxx,maxy) --out MASK.png|MASK.tif
-//!              [--geojson OUT.geojson [--simplify PIXELS]] [--overlay OUT.png] [--no-cfpg] [--no-mbo]
+//!              [--geojson OUT.geojson [--simplify PIXELS]] [--window | --tile SIZE [--overlap PIXELS]]
+//!              [--overlay OUT.png] [--no-cfpg] [--no-mbo]
 //! pslg batch   --cases CASES.jsonl --out-dir DIR [--no-cfpg] [--no-mbo] [--threads N]
 //! pslg eval    --cases CASES.jsonl --pred-dir DIR [--table]
 //! ```
@@ -10,6 +11,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use geo::MapCoords;
+use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use pslg::cases::{Case, parse_box, read_cases};
 use pslg::geo::{GeoReference, ObjectFeature, feature_collection, mask_polygons};
@@ -197,8 +199,18 @@ struct SegmentArgs {
     /// strips/tiles it touches, so memory follows the box, not the scene. `--out` and `--overlay` are then
     /// that window (a GeoTIFF `--out` keeps an exact georeference), `--geojson` stays in scene coordinates.
     /// A 16/32-bit stretch is computed over the window.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tile")]
     window: bool,
+    /// Process the scene in `SIZE × SIZE` tiles (the model-input windows) read one at a time: memory follows
+    /// the tile, not the scene (plus one byte per scene pixel for the output mask). A box whose context fits
+    /// one tile is segmented there once; a box crossing tiles is segmented in each and merged along the tile
+    /// cores. The stretch of 16/32-bit data is computed over the whole scene first (streamed), so tiles match.
+    #[arg(long, value_name = "SIZE")]
+    tile: Option<u32>,
+    /// Overlap of neighbouring tiles in pixels (with `--tile`); each merged part has half of it as context
+    /// beyond its seam.
+    #[arg(long, value_name = "PIXELS", default_value_t = 64, requires = "tile")]
+    overlap: u32,
     /// Ramer–Douglas–Peucker tolerance in pixels for the GeoJSON polygons (0 = exact pixel boundaries).
     #[arg(long, default_value_t = 0.0, requires = "geojson")]
     simplify: f64,
@@ -332,14 +344,21 @@ fn segment(a: SegmentArgs) -> Result<()> {
         let shifted =
             pslg::cfpg::PixelBox::new(bbox.x1 - wx, bbox.y1 - wy, bbox.x2 - wx, bbox.y2 - wy);
         (img, (win.x, win.y), shifted)
+    } else if a.tile.is_some() {
+        // Tiles are read one by one in segment_in_tiles; the overlay reads its own window.
+        (RgbImage::new(0, 0), (0, 0), bbox)
     } else {
         (load_rgb_with(&a.image, &options)?, (0, 0), bbox)
     };
     let out_georef = georef.as_ref().map(|g| g.shifted(origin.0, origin.1));
     let t = Instant::now();
-    let out = seg
-        .segment(&image, bbox)
-        .with_context(|| format!("segmenting {prompt} in {}", a.image.display()))?;
+    let out = match a.tile {
+        None => seg
+            .segment(&image, bbox)
+            .with_context(|| format!("segmenting {prompt} in {}", a.image.display()))?,
+        Some(size) => segment_in_tiles(&a, &seg, &options, size, bbox)
+            .with_context(|| format!("segmenting {prompt} in {}", a.image.display()))?,
+    };
     let elapsed = t.elapsed();
     if is_tiff_path(&a.out) && georef.is_none() {
         say!(
@@ -414,13 +433,35 @@ fn segment(a: SegmentArgs) -> Result<()> {
         say!("note: MBO kept too little of the box; the box itself was returned");
     }
     if let Some(path) = &a.overlay {
-        let pic = pslg::overlay::draw_overlay_with_legend(
-            &image,
-            &out.mask,
-            out.roi,
-            out.point.as_ref().map(|p| (p.x, p.y)),
-            Some(&prompt),
-        );
+        let point = out.point.as_ref().map(|p| (p.x, p.y));
+        let pic = if a.tile.is_some() {
+            // The box's context window of the scene, read on its own.
+            let margin = seg.context_margin(out.roi.width.max(out.roi.height));
+            let want = pslg::cfpg::Roi {
+                x: out.roi.x.saturating_sub(margin),
+                y: out.roi.y.saturating_sub(margin),
+                width: out.roi.width + 2 * margin,
+                height: out.roi.height + 2 * margin,
+            };
+            let (view, win) = load_rgb_window(&a.image, want, &options)?;
+            let crop = image::imageops::crop_imm(&out.mask, win.x, win.y, win.width, win.height)
+                .to_image();
+            let roi = pslg::cfpg::Roi {
+                x: out.roi.x - win.x,
+                y: out.roi.y - win.y,
+                ..out.roi
+            };
+            let point = point.map(|(x, y)| (x - f64::from(win.x), y - f64::from(win.y)));
+            pslg::overlay::draw_overlay_with_legend(&view, &crop, roi, point, Some(&prompt))
+        } else {
+            pslg::overlay::draw_overlay_with_legend(
+                &image,
+                &out.mask,
+                out.roi,
+                point,
+                Some(&prompt),
+            )
+        };
         pic.save(path).map_err(|source| PslgError::WriteImage {
             path: path.clone(),
             source,
@@ -428,6 +469,84 @@ fn segment(a: SegmentArgs) -> Result<()> {
         say!("overlay written to {}", path.display());
     }
     Ok(())
+}
+
+/// `--tile`: the box segmented on a tile grid over the scene, tiles read one at a time with a scene-wide
+/// stretch. Returns the merged scene mask with the box and the CFPG point of the part holding the box centre
+/// in scene pixels.
+fn segment_in_tiles(
+    a: &SegmentArgs,
+    seg: &BoxSegmenter,
+    options: &LoadOptions,
+    size: u32,
+    bbox: pslg::cfpg::PixelBox,
+) -> Result<pslg::BoxMask> {
+    use pslg::tile::{TileGrid, segment_tiled};
+    let (w, h) = scene_dimensions(&a.image)?;
+    let grid = TileGrid::new(w, h, size, a.overlap)?;
+    let fixed = LoadOptions {
+        stretch: pslg::io::scene_stretch(&a.image, options)?,
+        ..options.clone()
+    };
+    let tiled = segment_tiled(seg, &grid, bbox, |roi| {
+        load_rgb_window(&a.image, roi, &fixed).map(|(img, _)| img)
+    })?;
+    let (cols, rows) = grid.dims();
+    say!(
+        "{}x{} scene in {cols}x{rows} tiles of {size} px (overlap {}); the box was handled in {} tile(s): {}",
+        w,
+        h,
+        a.overlap,
+        tiled.parts.len(),
+        tiled
+            .parts
+            .iter()
+            .map(|(t, _)| format!("({},{})", t.col, t.row))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let roi = pslg::cfpg::clamp_box(bbox, w, h)?;
+    let (cx, cy) = (roi.x + roi.width / 2, roi.y + roi.height / 2);
+    let inside = |r: &pslg::cfpg::Roi, x: u32, y: u32| {
+        x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height
+    };
+    let collapsed = tiled.parts.iter().any(|(_, o)| o.collapsed);
+    let home = tiled
+        .parts
+        .iter()
+        .find(|(t, _)| tiled.parts.len() == 1 || inside(&t.core, cx, cy));
+    let point = home.and_then(|(t, o)| {
+        o.point.clone().map(|mut p| {
+            p.x += f64::from(t.roi.x);
+            p.y += f64::from(t.roi.y);
+            p
+        })
+    });
+    let mut timings = pslg::StageTimings::default();
+    for (_, o) in &tiled.parts {
+        timings.cfpg += o.timings.cfpg;
+        timings.mbo += o.timings.mbo;
+    }
+    Ok(pslg::BoxMask {
+        mask: tiled.mask,
+        roi,
+        point,
+        refinement: None,
+        collapsed,
+        timings,
+    })
+}
+
+/// Width and height of an image file without decoding its pixels.
+fn scene_dimensions(path: &Path) -> Result<(u32, u32)> {
+    if is_tiff_path(path) {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file))
+            .with_context(|| format!("reading the TIFF header of {}", path.display()))?;
+        return Ok(dec.dimensions()?);
+    }
+    image::image_dimensions(path).with_context(|| format!("reading the size of {}", path.display()))
 }
 
 fn ms(d: Duration) -> f64 {

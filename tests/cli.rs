@@ -89,6 +89,23 @@ fn bad_input_is_an_error_message_not_a_panic() {
         assert!(err.contains(needle), "{image} {bbox}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    for (tile, needle) in [
+        (["--tile", "64", "--overlap", "64"], "must be smaller than the tile size 64"),
+        (["--tile", "0", "--overlap", "0"], "tile size"),
+    ] {
+        let out = pslg()
+            .args(["segment", "--image"])
+            .arg(d.join("img.png"))
+            .args(["--box", "10,10,30,30", "--out"])
+            .arg(d.join("m.png"))
+            .args(tile)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(needle), "{tile:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 #[test]

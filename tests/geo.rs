@@ -297,3 +297,126 @@ fn window_mode_decodes_only_the_context_and_keeps_georeference() {
     };
     assert_eq!(geom(&a), geom(&b));
 }
+
+/// A textured 600×256 scene with one elliptic object centred on x = 224, the seam between the first two
+/// 256-px tiles of a 64-px-overlap grid; returns the image and the object's true mask.
+fn seam_scene() -> (image::RgbImage, image::GrayImage) {
+    let (w, h) = (600, 256);
+    let mut rng = 99u32;
+    let mut noise = move || {
+        rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        ((rng >> 24) % 41) as i32 - 20
+    };
+    let mut truth = image::GrayImage::new(w, h);
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = ((x as f64 - 224.5) / 60.0, (y as f64 - 128.5) / 40.0);
+        let base: [i32; 3] = if dx * dx + dy * dy <= 1.0 {
+            truth.put_pixel(x, y, image::Luma([255]));
+            [200, 70, 60]
+        } else {
+            [70, 120, 80]
+        };
+        image::Rgb(base.map(|c| (c + noise()).clamp(0, 255) as u8))
+    });
+    (img, truth)
+}
+
+fn iou(a: &image::GrayImage, b: &image::GrayImage) -> f64 {
+    let (mut i, mut u) = (0u64, 0u64);
+    for (p, q) in a.pixels().zip(b.pixels()) {
+        i += u64::from(p[0] != 0 && q[0] != 0);
+        u += u64::from(p[0] != 0 || q[0] != 0);
+    }
+    i as f64 / u as f64
+}
+
+/// `--tile` on a block-tiled (64×64 blocks), 16-bit GeoTIFF made by `gdal_translate`, with the object
+/// crossing a tile seam: both tiles are read on their own with one scene-wide stretch, the parts merge without
+/// a seam, and the mask carries the scene's georeference.
+#[test]
+fn tiles_merge_an_object_across_a_seam_in_a_block_tiled_16_bit_geotiff() {
+    let d = tmp("tiles");
+    let (img, truth) = seam_scene();
+    let png = d.join("scene.png");
+    img.save(&png).unwrap();
+    let src = d.join("scene.tif");
+    let made = gdal(
+        "gdal_translate",
+        &[
+            "-q",
+            "-ot",
+            "UInt16",
+            "-scale",
+            "0",
+            "255",
+            "1000",
+            "5000",
+            "-a_srs",
+            "EPSG:32633",
+            "-a_ullr",
+            "500000",
+            "4000000",
+            "500300",
+            "3999872",
+            "-co",
+            "TILED=YES",
+            "-co",
+            "BLOCKXSIZE=64",
+            "-co",
+            "BLOCKYSIZE=64",
+        ]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .chain([png.as_os_str(), src.as_os_str()])
+        .collect::<Vec<_>>(),
+    );
+    if made.is_none() {
+        return;
+    }
+    let run = |tile: bool, name: &str| {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "segment".into(),
+            "--image".into(),
+            src.clone().into(),
+            "--box".into(),
+            "160,86,290,172".into(),
+            "--out".into(),
+            d.join(format!("{name}.tif")).into(),
+            "--geojson".into(),
+            d.join(format!("{name}.geojson")).into(),
+        ];
+        if tile {
+            args.extend(["--tile", "256", "--overlap", "64"].map(Into::into));
+        }
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        ok(&pslg(&refs))
+    };
+    run(false, "whole");
+    let stdout = run(true, "tiled");
+    assert!(
+        stdout.contains("600x256 scene in 3x1 tiles of 256 px (overlap 64); the box was handled in 2 tile(s): (0,0) (1,0)"),
+        "{stdout}"
+    );
+    let whole = image::open(d.join("whole.tif")).unwrap().to_luma8();
+    let tiled = image::open(d.join("tiled.tif")).unwrap().to_luma8();
+    assert_eq!(tiled.dimensions(), (600, 256));
+    let (to_truth, to_whole) = (iou(&tiled, &truth), iou(&tiled, &whole));
+    assert!(to_truth > 0.95, "IoU with the truth {to_truth}");
+    assert!(to_whole > 0.97, "IoU with the untiled mask {to_whole}");
+    // No seam: around the core boundary (x = 224) each column holds as many object pixels as the truth.
+    let column =
+        |m: &image::GrayImage, x: u32| (0..256).filter(|&y| m.get_pixel(x, y)[0] != 0).count();
+    for x in 218..231 {
+        let (got, want) = (column(&tiled, x), column(&truth, x));
+        assert!(got.abs_diff(want) <= 3, "column {x}: {got} vs {want}");
+    }
+    let (a, b) = (
+        gdalinfo(&src).unwrap(),
+        gdalinfo(&d.join("tiled.tif")).unwrap(),
+    );
+    assert_eq!(a["geoTransform"], b["geoTransform"]);
+    assert_eq!(a["coordinateSystem"]["wkt"], b["coordinateSystem"]["wkt"]);
+    assert_eq!(b["bands"][0]["type"], "Byte");
+    let fc = std::fs::read_to_string(d.join("tiled.geojson")).unwrap();
+    assert!(fc.contains("32633"), "{fc}");
+}
