@@ -90,7 +90,10 @@ fn bad_input_is_an_error_message_not_a_panic() {
         assert!(!err.contains("panicked"), "{err}");
     }
     for (tile, needle) in [
-        (["--tile", "64", "--overlap", "64"], "must be smaller than the tile size 64"),
+        (
+            ["--tile", "64", "--overlap", "64"],
+            "must be smaller than the tile size 64",
+        ),
         (["--tile", "0", "--overlap", "0"], "tile size"),
     ] {
         let out = pslg()

@@ -1,0 +1,317 @@
+//! The ViT image encoder (`segment_anything/modeling/image_encoder.py`): patch embedding, absolute position
+//! embedding, blocks with windowed or global attention and decomposed relative-position bias, neck.
+
+use crate::SamConfig;
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+/// Channel-wise LayerNorm of an NCHW tensor (the official `LayerNorm2d`, eps 1e-6), parameters named
+/// `weight` / `bias` as in the checkpoints.
+#[derive(Module, Debug)]
+pub struct LayerNorm2d<B: Backend> {
+    /// Scale per channel.
+    pub weight: Param<Tensor<B, 1>>,
+    /// Shift per channel.
+    pub bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> LayerNorm2d<B> {
+    /// Identity-initialised norm over `channels`.
+    pub fn new(channels: usize, device: &B::Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([channels], device)),
+            bias: Param::from_tensor(Tensor::zeros([channels], device)),
+        }
+    }
+
+    /// Normalises `x` (N, C, H, W) over C.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let c = self.weight.dims()[0];
+        let u = x.clone().mean_dim(1);
+        let d = x - u;
+        let s = d.clone().powi_scalar(2).mean_dim(1);
+        let x = d / (s + 1e-6).sqrt();
+        x * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1])
+    }
+}
+
+/// Patch embedding: a `patch × patch` convolution with stride `patch`.
+#[derive(Module, Debug)]
+pub struct PatchEmbed<B: Backend> {
+    /// The projection.
+    pub proj: Conv2d<B>,
+}
+
+/// The two-layer MLP of a ViT block (GELU).
+#[derive(Module, Debug)]
+pub struct MlpBlock<B: Backend> {
+    /// First layer.
+    pub lin1: Linear<B>,
+    /// Second layer.
+    pub lin2: Linear<B>,
+}
+
+impl<B: Backend> MlpBlock<B> {
+    fn new(dim: usize, hidden: usize, device: &B::Device) -> Self {
+        Self {
+            lin1: LinearConfig::new(dim, hidden).init(device),
+            lin2: LinearConfig::new(hidden, dim).init(device),
+        }
+    }
+
+    /// `lin2(gelu(lin1(x)))`; the activation is passed by the caller (GELU in the ViT, ReLU in the decoder).
+    pub fn forward<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        act: fn(Tensor<B, D>) -> Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        self.lin2.forward(act(self.lin1.forward(x)))
+    }
+}
+
+/// Multi-head attention with decomposed relative-position bias over an `H × W` token grid.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// Joint q, k, v projection.
+    pub qkv: Linear<B>,
+    /// Output projection.
+    pub proj: Linear<B>,
+    /// Relative-position table along the height, `(2·H − 1, head_dim)`.
+    pub rel_pos_h: Param<Tensor<B, 2>>,
+    /// Relative-position table along the width, `(2·W − 1, head_dim)`.
+    pub rel_pos_w: Param<Tensor<B, 2>>,
+    #[module(skip)]
+    num_heads: usize,
+}
+
+/// `table[i − j + size − 1]` for all query rows `i` and key rows `j`: `(size, size, C)`.
+fn rel_pos<B: Backend>(table: Tensor<B, 2>, size: usize) -> Tensor<B, 3> {
+    let device = table.device();
+    let c = table.dims()[1];
+    let idx: Vec<i64> = (0..size)
+        .flat_map(|i| (0..size).map(move |j| (i + size - 1 - j) as i64))
+        .collect();
+    let idx = Tensor::<B, 1, Int>::from_ints(idx.as_slice(), &device);
+    table.select(0, idx).reshape([size, size, c])
+}
+
+impl<B: Backend> Attention<B> {
+    fn new(dim: usize, heads: usize, size: usize, device: &B::Device) -> Self {
+        let head_dim = dim / heads;
+        Self {
+            qkv: LinearConfig::new(dim, 3 * dim).init(device),
+            proj: LinearConfig::new(dim, dim).init(device),
+            rel_pos_h: Param::from_tensor(Tensor::zeros([2 * size - 1, head_dim], device)),
+            rel_pos_w: Param::from_tensor(Tensor::zeros([2 * size - 1, head_dim], device)),
+            num_heads: heads,
+        }
+    }
+
+    /// Attention within each `(H, W)` grid of `x` (B, H, W, C).
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, w, c] = x.dims();
+        let heads = self.num_heads;
+        let hd = c / heads;
+        let n = h * w;
+        // (B, N, 3, heads, hd) → (3, B·heads, N, hd)
+        let qkv = self
+            .qkv
+            .forward(x.reshape([b, n, c]))
+            .reshape([b, n, 3, heads, hd])
+            .permute([2, 0, 3, 1, 4])
+            .reshape([3, b * heads, n, hd]);
+        let q: Tensor<B, 3> = qkv.clone().narrow(0, 0, 1).reshape([b * heads, n, hd]);
+        let k: Tensor<B, 3> = qkv.clone().narrow(0, 1, 1).reshape([b * heads, n, hd]);
+        let v: Tensor<B, 3> = qkv.narrow(0, 2, 1).reshape([b * heads, n, hd]);
+        let scale = (hd as f64).powf(-0.5);
+        let attn = (q.clone() * scale).matmul(k.swap_dims(1, 2));
+        // Decomposed relative position: rel_h[b, i, j, k] = q[b, i, j, :] · Rh[i, k, :] (unscaled q).
+        let bh = b * heads;
+        let rh = rel_pos(self.rel_pos_h.val(), h); // (h, h_k, hd)
+        let rw = rel_pos(self.rel_pos_w.val(), w); // (w, w_k, hd)
+        let r_q = q.reshape([bh, h, w, hd]);
+        let rel_h = r_q
+            .clone()
+            .permute([1, 0, 2, 3])
+            .reshape([h, bh * w, hd])
+            .matmul(rh.swap_dims(1, 2))
+            .reshape([h, bh, w, h])
+            .permute([1, 0, 2, 3]); // (bh, h, w, h_k)
+        let rel_w = r_q
+            .permute([2, 0, 1, 3])
+            .reshape([w, bh * h, hd])
+            .matmul(rw.swap_dims(1, 2))
+            .reshape([w, bh, h, w])
+            .permute([1, 2, 0, 3]); // (bh, h, w, w_k)
+        let attn = attn.reshape([bh, h, w, h, w])
+            + rel_h.reshape([bh, h, w, h, 1])
+            + rel_w.reshape([bh, h, w, 1, w]);
+        let attn = softmax(attn.reshape([bh, n, n]), 2);
+        let out = attn
+            .matmul(v)
+            .reshape([b, heads, h, w, hd])
+            .permute([0, 2, 3, 1, 4])
+            .reshape([b, h, w, c]);
+        self.proj.forward(out)
+    }
+}
+
+/// A ViT block: pre-norm attention (windowed or global) and MLP, both residual.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// Norm before attention (eps 1e-6).
+    pub norm1: LayerNorm<B>,
+    /// Attention.
+    pub attn: Attention<B>,
+    /// Norm before the MLP (eps 1e-6).
+    pub norm2: LayerNorm<B>,
+    /// MLP.
+    pub mlp: MlpBlock<B>,
+    /// Window side in tokens, 0 for global attention.
+    #[module(skip)]
+    window_size: usize,
+}
+
+/// Splits `x` (B, H, W, C) into `ws × ws` windows, zero-padding H and W up to multiples of `ws`:
+/// `(B · nH · nW, ws, ws, C)` and the padded size.
+fn window_partition<B: Backend>(x: Tensor<B, 4>, ws: usize) -> (Tensor<B, 4>, (usize, usize)) {
+    let [b, h, w, c] = x.dims();
+    let (ph, pw) = ((ws - h % ws) % ws, (ws - w % ws) % ws);
+    let device = x.device();
+    let mut x = x;
+    if pw > 0 {
+        x = Tensor::cat(vec![x, Tensor::zeros([b, h, pw, c], &device)], 2);
+    }
+    if ph > 0 {
+        x = Tensor::cat(vec![x, Tensor::zeros([b, ph, w + pw, c], &device)], 1);
+    }
+    let (hp, wp) = (h + ph, w + pw);
+    let x = x
+        .reshape([b, hp / ws, ws, wp / ws, ws, c])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b * (hp / ws) * (wp / ws), ws, ws, c]);
+    (x, (hp, wp))
+}
+
+/// Inverse of [`window_partition`], cropping the padding.
+fn window_unpartition<B: Backend>(
+    windows: Tensor<B, 4>,
+    ws: usize,
+    (hp, wp): (usize, usize),
+    (h, w): (usize, usize),
+) -> Tensor<B, 4> {
+    let [n, _, _, c] = windows.dims();
+    let b = n / (hp * wp / ws / ws);
+    let x = windows
+        .reshape([b, hp / ws, wp / ws, ws, ws, c])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b, hp, wp, c]);
+    if hp > h || wp > w {
+        x.narrow(1, 0, h).narrow(2, 0, w)
+    } else {
+        x
+    }
+}
+
+impl<B: Backend> Block<B> {
+    fn new(cfg: &SamConfig, index: usize, device: &B::Device) -> Self {
+        let global = cfg.global_attn_indexes.contains(&index);
+        let window_size = if global { 0 } else { cfg.window_size };
+        let size = if global { cfg.grid() } else { window_size };
+        Self {
+            norm1: LayerNormConfig::new(cfg.embed_dim)
+                .with_epsilon(1e-6)
+                .init(device),
+            attn: Attention::new(cfg.embed_dim, cfg.num_heads, size, device),
+            norm2: LayerNormConfig::new(cfg.embed_dim)
+                .with_epsilon(1e-6)
+                .init(device),
+            mlp: MlpBlock::new(cfg.embed_dim, cfg.mlp_dim, device),
+            window_size,
+        }
+    }
+
+    /// `x` (B, H, W, C) → same shape.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let shortcut = x.clone();
+        let x = self.norm1.forward(x);
+        let x = if self.window_size > 0 {
+            let [_, h, w, _] = x.dims();
+            let (win, padded) = window_partition(x, self.window_size);
+            window_unpartition(self.attn.forward(win), self.window_size, padded, (h, w))
+        } else {
+            self.attn.forward(x)
+        };
+        let x = shortcut + x;
+        x.clone() + self.mlp.forward(self.norm2.forward(x), gelu)
+    }
+}
+
+/// The neck: 1×1 conv, LayerNorm2d, 3×3 conv, LayerNorm2d (official `neck.0`–`neck.3`).
+#[derive(Module, Debug)]
+pub struct Neck<B: Backend> {
+    /// `neck.0`.
+    pub conv1: Conv2d<B>,
+    /// `neck.1`.
+    pub ln1: LayerNorm2d<B>,
+    /// `neck.2`.
+    pub conv2: Conv2d<B>,
+    /// `neck.3`.
+    pub ln2: LayerNorm2d<B>,
+}
+
+/// The ViT-based image encoder: `(B, 3, S, S)` normalised image → `(B, prompt_dim, S/16, S/16)` embedding.
+#[derive(Module, Debug)]
+pub struct ImageEncoderViT<B: Backend> {
+    /// Patch embedding.
+    pub patch_embed: PatchEmbed<B>,
+    /// Absolute position embedding `(1, S/p, S/p, embed_dim)`.
+    pub pos_embed: Param<Tensor<B, 4>>,
+    /// The transformer blocks.
+    pub blocks: Vec<Block<B>>,
+    /// Output neck.
+    pub neck: Neck<B>,
+}
+
+impl<B: Backend> ImageEncoderViT<B> {
+    /// A zero/identity-initialised encoder of `cfg`'s shape (weights come from a checkpoint).
+    pub fn new(cfg: &SamConfig, device: &B::Device) -> Self {
+        let (p, e, o) = (cfg.patch_size, cfg.embed_dim, cfg.prompt_dim);
+        Self {
+            patch_embed: PatchEmbed {
+                proj: Conv2dConfig::new([3, e], [p, p])
+                    .with_stride([p, p])
+                    .init(device),
+            },
+            pos_embed: Param::from_tensor(Tensor::zeros([1, cfg.grid(), cfg.grid(), e], device)),
+            blocks: (0..cfg.depth).map(|i| Block::new(cfg, i, device)).collect(),
+            neck: Neck {
+                conv1: Conv2dConfig::new([e, o], [1, 1])
+                    .with_bias(false)
+                    .init(device),
+                ln1: LayerNorm2d::new(o, device),
+                conv2: Conv2dConfig::new([o, o], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_bias(false)
+                    .init(device),
+                ln2: LayerNorm2d::new(o, device),
+            },
+        }
+    }
+
+    /// Encodes a normalised, padded image batch `(B, 3, S, S)`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = self.patch_embed.proj.forward(x).permute([0, 2, 3, 1]);
+        let mut x = x + self.pos_embed.val();
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let x = x.permute([0, 3, 1, 2]);
+        let x = self.neck.ln1.forward(self.neck.conv1.forward(x));
+        self.neck.ln2.forward(self.neck.conv2.forward(x))
+    }
+}

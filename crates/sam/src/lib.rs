@@ -1,0 +1,48 @@
+//! Segment Anything (SAM) in [Burn](https://burn.dev): the ViT image encoder, the prompt encoder and the
+//! mask decoder of the official `segment_anything` package, loading Meta's checkpoints unmodified.
+//!
+//! * [`SamConfig`]: the architecture; [`SamConfig::vit_b`], [`SamConfig::vit_l`], [`SamConfig::vit_h`] and any
+//!   small configuration (image size, patch, window, depth, heads, prompt dim).
+//! * [`Sam::load`]: an official `.pth` (or `.safetensors`) state dict through `burn-store`, the architecture
+//!   inferred from the tensor shapes ([`SamConfig::infer`]); every missing, unexpected or mis-shaped tensor is
+//!   a [`SamError`] naming the key and the shapes.
+//! * [`SamPredictor`]: `set_image` once (ResizeLongestSide with Pillow's bilinear resampling reproduced
+//!   bit-exactly, normalisation, padding), then many [`SamPredictor::predict`] calls with points, a box and
+//!   an optional low-resolution mask.
+//!
+//! The port follows `segment_anything/modeling/*.py` (Apache-2.0, facebookresearch/segment-anything) module
+//! by module; the parity tests compare every intermediate output with the official code on the same weights
+//! (`scripts/sam_reference.py`).
+//!
+//! ```no_run
+//! use burn_ndarray::NdArray;
+//! use pslg_sam::{Prompt, Sam, SamPredictor};
+//!
+//! let device = Default::default();
+//! let sam = Sam::<NdArray>::load("sam_vit_b_01ec64.pth", None, &device)?;
+//! let image = image::open("scene.png").unwrap().to_rgb8();
+//! let mut predictor = SamPredictor::new(sam);
+//! predictor.set_image(&image)?;
+//! let out = predictor.predict(&Prompt::default().with_box([10.0, 20.0, 200.0, 180.0]), false)?;
+//! let mask = out.best_mask();
+//! # Ok::<(), pslg_sam::SamError>(())
+//! ```
+
+mod config;
+mod error;
+mod image_encoder;
+mod load;
+mod mask_decoder;
+mod model;
+pub mod npy;
+mod predictor;
+mod prompt_encoder;
+pub mod resize;
+
+pub use config::SamConfig;
+pub use error::SamError;
+pub use image_encoder::ImageEncoderViT;
+pub use mask_decoder::MaskDecoder;
+pub use model::Sam;
+pub use predictor::{ImageEmbedding, Prediction, Prompt, SamPredictor};
+pub use prompt_encoder::PromptEncoder;

@@ -1,0 +1,309 @@
+//! The mask decoder (`segment_anything/modeling/mask_decoder.py`, `transformer.py`): a two-way transformer
+//! between prompt tokens and image embedding, output upscaling, hypernetwork MLPs, IoU head.
+
+use crate::SamConfig;
+use crate::image_encoder::{LayerNorm2d, MlpBlock};
+use burn::module::Module;
+use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, relu, softmax};
+use burn::tensor::backend::Backend;
+
+/// Attention with optional down-projection of the embedding (`downsample_rate`).
+#[derive(Module, Debug)]
+pub struct DecoderAttention<B: Backend> {
+    /// Query projection.
+    pub q_proj: Linear<B>,
+    /// Key projection.
+    pub k_proj: Linear<B>,
+    /// Value projection.
+    pub v_proj: Linear<B>,
+    /// Output projection.
+    pub out_proj: Linear<B>,
+    #[module(skip)]
+    num_heads: usize,
+}
+
+impl<B: Backend> DecoderAttention<B> {
+    fn new(dim: usize, heads: usize, downsample: usize, device: &B::Device) -> Self {
+        let inner = dim / downsample;
+        Self {
+            q_proj: LinearConfig::new(dim, inner).init(device),
+            k_proj: LinearConfig::new(dim, inner).init(device),
+            v_proj: LinearConfig::new(dim, inner).init(device),
+            out_proj: LinearConfig::new(inner, dim).init(device),
+            num_heads: heads,
+        }
+    }
+
+    fn heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
+        let [b, n, c] = x.dims();
+        x.reshape([b, n, self.num_heads, c / self.num_heads])
+            .swap_dims(1, 2)
+    }
+
+    /// `q (B, Nq, C)`, `k`, `v (B, Nk, C)` → `(B, Nq, C)`.
+    pub fn forward(&self, q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>) -> Tensor<B, 3> {
+        let q = self.heads(self.q_proj.forward(q));
+        let k = self.heads(self.k_proj.forward(k));
+        let v = self.heads(self.v_proj.forward(v));
+        let [b, h, n, ch] = q.dims();
+        let attn = q.matmul(k.swap_dims(2, 3)) / (ch as f64).sqrt();
+        let out = softmax(attn, 3).matmul(v);
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([b, n, h * ch]))
+    }
+}
+
+/// One two-way block: token self-attention, token → image cross-attention, MLP, image → token
+/// cross-attention, each followed by a LayerNorm.
+#[derive(Module, Debug)]
+pub struct TwoWayAttentionBlock<B: Backend> {
+    /// Token self-attention.
+    pub self_attn: DecoderAttention<B>,
+    /// Norm after self-attention.
+    pub norm1: LayerNorm<B>,
+    /// Tokens attend to the image.
+    pub cross_attn_token_to_image: DecoderAttention<B>,
+    /// Norm after it.
+    pub norm2: LayerNorm<B>,
+    /// Token MLP (ReLU).
+    pub mlp: MlpBlock<B>,
+    /// Norm after the MLP.
+    pub norm3: LayerNorm<B>,
+    /// Norm after the image → token attention.
+    pub norm4: LayerNorm<B>,
+    /// The image attends to the tokens.
+    pub cross_attn_image_to_token: DecoderAttention<B>,
+    #[module(skip)]
+    skip_first_layer_pe: bool,
+}
+
+impl<B: Backend> TwoWayAttentionBlock<B> {
+    fn forward(
+        &self,
+        queries: Tensor<B, 3>,
+        keys: Tensor<B, 3>,
+        query_pe: Tensor<B, 3>,
+        key_pe: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let queries = if self.skip_first_layer_pe {
+            self.self_attn
+                .forward(queries.clone(), queries.clone(), queries)
+        } else {
+            let q = queries.clone() + query_pe.clone();
+            queries.clone() + self.self_attn.forward(q.clone(), q, queries)
+        };
+        let queries = self.norm1.forward(queries);
+        let q = queries.clone() + query_pe.clone();
+        let k = keys.clone() + key_pe.clone();
+        let queries = queries
+            + self
+                .cross_attn_token_to_image
+                .forward(q, k.clone(), keys.clone());
+        let queries = self.norm2.forward(queries);
+        let queries = queries.clone() + self.mlp.forward(queries, relu);
+        let queries = self.norm3.forward(queries);
+        let q = queries.clone() + query_pe;
+        let k = keys.clone() + key_pe;
+        let keys = keys
+            + self
+                .cross_attn_image_to_token
+                .forward(k, q, queries.clone());
+        (queries, self.norm4.forward(keys))
+    }
+}
+
+/// The two-way transformer.
+#[derive(Module, Debug)]
+pub struct TwoWayTransformer<B: Backend> {
+    /// The blocks.
+    pub layers: Vec<TwoWayAttentionBlock<B>>,
+    /// Final token → image attention.
+    pub final_attn_token_to_image: DecoderAttention<B>,
+    /// Final norm of the tokens.
+    pub norm_final_attn: LayerNorm<B>,
+}
+
+/// A multi-layer perceptron with ReLU between layers (official `MLP`).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// The layers.
+    pub layers: Vec<Linear<B>>,
+}
+
+impl<B: Backend> Mlp<B> {
+    fn new(input: usize, hidden: usize, output: usize, depth: usize, device: &B::Device) -> Self {
+        let dims: Vec<usize> = std::iter::once(input)
+            .chain(std::iter::repeat_n(hidden, depth - 1))
+            .chain(std::iter::once(output))
+            .collect();
+        Self {
+            layers: dims
+                .windows(2)
+                .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+                .collect(),
+        }
+    }
+
+    fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            x = l.forward(x);
+            if i < last {
+                x = relu(x);
+            }
+        }
+        x
+    }
+}
+
+/// Output upscaling (official `output_upscaling.0`–`.4`): transposed conv 2×2/2, LayerNorm2d, GELU,
+/// transposed conv 2×2/2, GELU.
+#[derive(Module, Debug)]
+pub struct OutputUpscaling<B: Backend> {
+    /// `.0`.
+    pub deconv1: ConvTranspose2d<B>,
+    /// `.1`.
+    pub ln: LayerNorm2d<B>,
+    /// `.3`.
+    pub deconv2: ConvTranspose2d<B>,
+}
+
+/// Predicts masks and their IoU from an image embedding and prompt embeddings.
+#[derive(Module, Debug)]
+pub struct MaskDecoder<B: Backend> {
+    /// Two-way transformer.
+    pub transformer: TwoWayTransformer<B>,
+    /// IoU token.
+    pub iou_token: Embedding<B>,
+    /// Mask tokens (1 + multimask outputs).
+    pub mask_tokens: Embedding<B>,
+    /// Output upscaling.
+    pub output_upscaling: OutputUpscaling<B>,
+    /// One hypernetwork MLP per mask token.
+    pub output_hypernetworks_mlps: Vec<Mlp<B>>,
+    /// IoU prediction head.
+    pub iou_prediction_head: Mlp<B>,
+}
+
+impl<B: Backend> MaskDecoder<B> {
+    /// A zero-initialised decoder of `cfg`'s shape.
+    pub fn new(cfg: &SamConfig, device: &B::Device) -> Self {
+        let d = cfg.prompt_dim;
+        let norm = || LayerNormConfig::new(d).init(device);
+        let tokens = cfg.num_multimask_outputs + 1;
+        Self {
+            transformer: TwoWayTransformer {
+                layers: (0..cfg.decoder_depth)
+                    .map(|i| TwoWayAttentionBlock {
+                        self_attn: DecoderAttention::new(d, cfg.decoder_heads, 1, device),
+                        norm1: norm(),
+                        cross_attn_token_to_image: DecoderAttention::new(
+                            d,
+                            cfg.decoder_heads,
+                            2,
+                            device,
+                        ),
+                        norm2: norm(),
+                        mlp: MlpBlock {
+                            lin1: LinearConfig::new(d, cfg.decoder_mlp_dim).init(device),
+                            lin2: LinearConfig::new(cfg.decoder_mlp_dim, d).init(device),
+                        },
+                        norm3: norm(),
+                        norm4: norm(),
+                        cross_attn_image_to_token: DecoderAttention::new(
+                            d,
+                            cfg.decoder_heads,
+                            2,
+                            device,
+                        ),
+                        skip_first_layer_pe: i == 0,
+                    })
+                    .collect(),
+                final_attn_token_to_image: DecoderAttention::new(d, cfg.decoder_heads, 2, device),
+                norm_final_attn: norm(),
+            },
+            iou_token: EmbeddingConfig::new(1, d).init(device),
+            mask_tokens: EmbeddingConfig::new(tokens, d).init(device),
+            output_upscaling: OutputUpscaling {
+                deconv1: ConvTranspose2dConfig::new([d, d / 4], [2, 2])
+                    .with_stride([2, 2])
+                    .init(device),
+                ln: LayerNorm2d::new(d / 4, device),
+                deconv2: ConvTranspose2dConfig::new([d / 4, d / 8], [2, 2])
+                    .with_stride([2, 2])
+                    .init(device),
+            },
+            output_hypernetworks_mlps: (0..tokens)
+                .map(|_| Mlp::new(d, d, d / 8, 3, device))
+                .collect(),
+            iou_prediction_head: Mlp::new(
+                d,
+                cfg.iou_head_hidden_dim,
+                tokens,
+                cfg.iou_head_depth,
+                device,
+            ),
+        }
+    }
+
+    /// Low-resolution mask logits `(1, M, 4h, 4w)` and IoU predictions `(1, M)`; `M` = 1, or the
+    /// multimask outputs when `multimask`.
+    pub fn forward(
+        &self,
+        image_embedding: Tensor<B, 4>,
+        image_pe: Tensor<B, 4>,
+        sparse: Tensor<B, 3>,
+        dense: Tensor<B, 4>,
+        multimask: bool,
+    ) -> (Tensor<B, 4>, Tensor<B, 2>) {
+        let [_, c, h, w] = image_embedding.dims();
+        let n_tokens = self.mask_tokens.weight.dims()[0];
+        let output_tokens = Tensor::cat(
+            vec![self.iou_token.weight.val(), self.mask_tokens.weight.val()],
+            0,
+        )
+        .unsqueeze::<3>();
+        let tokens = Tensor::cat(vec![output_tokens, sparse], 1);
+        let src = image_embedding + dense;
+        let t = &self.transformer;
+        // (1, C, h, w) → (1, h·w, C)
+        let keys0 = src.reshape([1, c, h * w]).swap_dims(1, 2);
+        let key_pe = image_pe.reshape([1, c, h * w]).swap_dims(1, 2);
+        let (mut queries, mut keys) = (tokens.clone(), keys0);
+        for layer in &t.layers {
+            (queries, keys) = layer.forward(queries, keys, tokens.clone(), key_pe.clone());
+        }
+        let q = queries.clone() + tokens;
+        let k = keys.clone() + key_pe;
+        let queries = queries + t.final_attn_token_to_image.forward(q, k, keys.clone());
+        let hs = t.norm_final_attn.forward(queries);
+        let iou_out: Tensor<B, 2> = hs.clone().narrow(1, 0, 1).reshape([1, c]);
+        let src = keys.swap_dims(1, 2).reshape([1, c, h, w]);
+        let up = &self.output_upscaling;
+        let upscaled = gelu(up.ln.forward(up.deconv1.forward(src)));
+        let upscaled = gelu(up.deconv2.forward(upscaled));
+        let [_, cu, hu, wu] = upscaled.dims();
+        let hyper: Vec<Tensor<B, 2>> = self
+            .output_hypernetworks_mlps
+            .iter()
+            .enumerate()
+            .map(|(i, mlp)| mlp.forward(hs.clone().narrow(1, 1 + i, 1).reshape([1, c])))
+            .collect();
+        let hyper_in = Tensor::stack::<3>(hyper, 1); // (1, T, c/8)
+        let masks = hyper_in
+            .matmul(upscaled.reshape([1, cu, hu * wu]))
+            .reshape([1, n_tokens, hu, wu]);
+        let iou = self.iou_prediction_head.forward(iou_out);
+        if multimask {
+            (
+                masks.narrow(1, 1, n_tokens - 1),
+                iou.narrow(1, 1, n_tokens - 1),
+            )
+        } else {
+            (masks.narrow(1, 0, 1), iou.narrow(1, 0, 1))
+        }
+    }
+}

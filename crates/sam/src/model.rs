@@ -1,0 +1,221 @@
+//! The whole model: encoder, prompt encoder, decoder; checkpoint loading; pre- and post-processing.
+
+use crate::image_encoder::ImageEncoderViT;
+use crate::load::{is_safetensors, read_shapes, remap_patterns, to_official};
+use crate::mask_decoder::MaskDecoder;
+use crate::prompt_encoder::PromptEncoder;
+use crate::{SamConfig, SamError};
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Tensor, TensorData};
+use burn_store::{
+    BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
+use image::RgbImage;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// ImageNet pixel mean and standard deviation (0–255 scale) of the official `Sam`.
+pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+/// See [`PIXEL_MEAN`].
+pub const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
+
+/// Segment Anything: image encoder, prompt encoder, mask decoder.
+#[derive(Module, Debug)]
+pub struct Sam<B: Backend> {
+    /// ViT image encoder.
+    pub image_encoder: ImageEncoderViT<B>,
+    /// Prompt encoder.
+    pub prompt_encoder: PromptEncoder<B>,
+    /// Mask decoder.
+    pub mask_decoder: MaskDecoder<B>,
+    #[module(skip)]
+    config: SamConfig,
+}
+
+impl<B: Backend> Sam<B> {
+    /// A model of `config`'s shape with placeholder weights (load a checkpoint into it).
+    ///
+    /// # Errors
+    /// [`SamError::Config`] for an invalid configuration.
+    pub fn new(config: SamConfig, device: &B::Device) -> Result<Self, SamError> {
+        config.validate()?;
+        Ok(Self {
+            image_encoder: ImageEncoderViT::new(&config, device),
+            prompt_encoder: PromptEncoder::new(&config, device),
+            mask_decoder: MaskDecoder::new(&config, device),
+            config,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &SamConfig {
+        &self.config
+    }
+
+    /// Loads an official checkpoint (`sam_vit_{b,l,h}_*.pth`, or a `.safetensors` export of the same state
+    /// dict) unmodified, the architecture inferred from its shapes ([`SamConfig::infer`]); `decoder_heads`
+    /// (not visible in shapes) defaults to the official 8.
+    ///
+    /// # Errors
+    /// [`SamError::ReadCheckpoint`] for an unreadable or truncated file; [`SamError::Config`] when the shapes
+    /// are not SAM's; [`SamError::MissingTensor`] / [`SamError::UnexpectedTensor`] /
+    /// [`SamError::ShapeMismatch`] naming the key.
+    pub fn load(
+        path: impl AsRef<Path>,
+        decoder_heads: Option<usize>,
+        device: &B::Device,
+    ) -> Result<Self, SamError> {
+        let path = path.as_ref();
+        let shapes = read_shapes(path)?;
+        let config = SamConfig::infer(&shapes, decoder_heads.unwrap_or(8))?;
+        Self::load_checked(path, config, &shapes, device)
+    }
+
+    /// Loads a checkpoint into the given architecture (e.g. a named variant), checking every tensor.
+    ///
+    /// # Errors
+    /// As [`Sam::load`].
+    pub fn load_with_config(
+        path: impl AsRef<Path>,
+        config: SamConfig,
+        device: &B::Device,
+    ) -> Result<Self, SamError> {
+        let path = path.as_ref();
+        let shapes = read_shapes(path)?;
+        Self::load_checked(path, config, &shapes, device)
+    }
+
+    /// Official key → shape of every tensor this architecture needs.
+    pub fn expected_shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        self.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+            .into_iter()
+            .map(|s| {
+                let path = s.full_path();
+                // The adapter renames LayerNorm gamma/beta back to weight/bias.
+                (to_official(&path), s.shape.to_vec())
+            })
+            .collect()
+    }
+
+    fn load_checked(
+        path: &Path,
+        config: SamConfig,
+        shapes: &BTreeMap<String, Vec<usize>>,
+        device: &B::Device,
+    ) -> Result<Self, SamError> {
+        let mut model = Self::new(config, device)?;
+        let expected = model.expected_shapes();
+        for (key, want) in &expected {
+            match shapes.get(key) {
+                None => {
+                    return Err(SamError::MissingTensor {
+                        path: path.to_path_buf(),
+                        key: key.clone(),
+                        expected: want.clone(),
+                    });
+                }
+                Some(found) if found != want => {
+                    return Err(SamError::ShapeMismatch {
+                        path: path.to_path_buf(),
+                        key: key.clone(),
+                        found: found.clone(),
+                        expected: want.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some((key, shape)) = shapes.iter().find(|(k, _)| !expected.contains_key(*k)) {
+            return Err(SamError::UnexpectedTensor {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                shape: shape.clone(),
+                what: format!("{:?}", model.config),
+            });
+        }
+        let read_err = |reason: String| SamError::ReadCheckpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let result = if is_safetensors(path) {
+            let mut store =
+                SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
+            for (from, to) in remap_patterns() {
+                store = store.with_key_remapping(&from, &to);
+            }
+            model
+                .load_from(&mut store)
+                .map_err(|e| read_err(e.to_string()))?
+        } else {
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+            for (from, to) in remap_patterns() {
+                store = store.with_key_remapping(&from, &to);
+            }
+            model
+                .load_from(&mut store)
+                .map_err(|e| read_err(e.to_string()))?
+        };
+        if !result.errors.is_empty() || !result.missing.is_empty() {
+            return Err(read_err(format!(
+                "{} tensor(s) could not be applied: {:?} {:?}",
+                result.errors.len() + result.missing.len(),
+                result.errors.first(),
+                result.missing.first()
+            )));
+        }
+        Ok(model)
+    }
+
+    /// The encoder input of a resized image (`ResizeLongestSide` output, longer side = image size):
+    /// `(x − mean) / std`, zero-padded at the bottom and right to the square input, `(1, 3, S, S)`.
+    ///
+    /// # Errors
+    /// [`SamError::Image`] when the image is empty or larger than the input.
+    pub fn preprocess(
+        &self,
+        resized: &RgbImage,
+        device: &B::Device,
+    ) -> Result<Tensor<B, 4>, SamError> {
+        let s = self.config.image_size;
+        let (w, h) = (resized.width() as usize, resized.height() as usize);
+        if w == 0 || h == 0 || w > s || h > s {
+            return Err(SamError::Image(format!(
+                "resized image is {w}x{h}; it must be non-empty and fit the {s}x{s} input"
+            )));
+        }
+        let mut data = vec![0f32; 3 * s * s];
+        for (x, y, p) in resized.enumerate_pixels() {
+            for c in 0..3 {
+                data[c * s * s + y as usize * s + x as usize] =
+                    (f32::from(p[c]) - PIXEL_MEAN[c]) / PIXEL_STD[c];
+            }
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(data, [1, 3, s, s]),
+            device,
+        ))
+    }
+
+    /// Encodes a preprocessed input `(1, 3, S, S)` into the image embedding `(1, C, S/16, S/16)`.
+    pub fn encode(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.image_encoder.forward(input)
+    }
+
+    /// Mask logits at the original size (official `postprocess_masks`): bilinear (align_corners = false)
+    /// to the square input, crop to the resized image `input_hw`, bilinear to `original_hw`.
+    pub fn postprocess(
+        &self,
+        low_res: Tensor<B, 4>,
+        input_hw: (usize, usize),
+        original_hw: (usize, usize),
+    ) -> Tensor<B, 4> {
+        let s = self.config.image_size;
+        let opts = || InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false);
+        let x = interpolate(low_res, [s, s], opts());
+        let x = x.narrow(2, 0, input_hw.0).narrow(3, 0, input_hw.1);
+        interpolate(x, [original_hw.0, original_hw.1], opts())
+    }
+}
