@@ -34,6 +34,7 @@ pub use pslg_cfpg as cfpg;
 pub use pslg_geo as geo;
 pub use pslg_mbo as mbo;
 pub use pslg_metrics as metrics;
+pub use pslg_sam as sam;
 pub use segment::{BoxMask, BoxSegmenter, BoxSegmenterParams, StageTimings};
 
 use std::path::PathBuf;

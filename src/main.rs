@@ -53,6 +53,43 @@ enum Command {
     Batch(BatchArgs),
     /// Score predicted masks against a cases.jsonl file's ground truth.
     Eval(EvalArgs),
+    /// Run Segment Anything (official checkpoint) on one image with point / box / mask prompts.
+    Sam(SamArgs),
+}
+
+#[derive(Args)]
+struct SamArgs {
+    /// SAM checkpoint: an official sam_vit_{b,l,h}_*.pth (or a .safetensors export of its state dict);
+    /// the architecture is read from its tensor shapes.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Input image (PNG, JPEG, TIFF; see `segment`).
+    #[arg(long)]
+    image: PathBuf,
+    /// Box prompt `x1,y1,x2,y2` in original-image pixels.
+    #[arg(long = "box", value_name = "X1,Y1,X2,Y2", allow_hyphen_values = true)]
+    bbox: Option<String>,
+    /// Point prompt `x,y,label` (label 1 foreground, 0 background) in original-image pixels; repeatable.
+    #[arg(long = "point", value_name = "X,Y,LABEL", allow_hyphen_values = true)]
+    points: Vec<String>,
+    /// Low-resolution mask input (float32 .npy of shape (h,w), (1,h,w) or (1,1,h,w); e.g. a previous
+    /// low_res_masks.npy with one mask).
+    #[arg(long)]
+    mask_input: Option<PathBuf>,
+    /// Return the three multimask outputs instead of one mask.
+    #[arg(long)]
+    multimask: bool,
+    /// Decoder attention heads (not visible in the checkpoint's shapes; 8 in every official model).
+    #[arg(long, default_value_t = 8)]
+    decoder_heads: usize,
+    /// Folder for image_embedding.npy, low_res_masks.npy, iou_predictions.npy and mask.png.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// Run on the CUDA GPU (build with `--features cuda`).
+    #[arg(long)]
+    cuda: bool,
+    #[command(flatten)]
+    image_flags: ImageFlags,
 }
 
 /// How images become 8-bit RGB for the models.
@@ -258,6 +295,7 @@ fn main() -> Result<()> {
         Command::Segment(a) => segment(a),
         Command::Batch(a) => batch(a),
         Command::Eval(a) => eval(a),
+        Command::Sam(a) => sam(a),
     }
 }
 
@@ -547,6 +585,116 @@ fn scene_dimensions(path: &Path) -> Result<(u32, u32)> {
         return Ok(dec.dimensions()?);
     }
     image::image_dimensions(path).with_context(|| format!("reading the size of {}", path.display()))
+}
+
+/// `pslg sam`: the backend is chosen before any device is touched (creating a CUDA device without a driver
+/// aborts).
+fn sam(a: SamArgs) -> Result<()> {
+    if a.cuda {
+        #[cfg(feature = "cuda")]
+        {
+            return sam_on::<burn::backend::Cuda>(&a, Default::default());
+        }
+        #[cfg(not(feature = "cuda"))]
+        bail!("--cuda needs a binary built with `--features cuda`");
+    }
+    sam_on::<burn_ndarray::NdArray>(&a, Default::default())
+}
+
+fn parse_numbers(text: &str, n: usize, what: &str) -> Result<Vec<f32>> {
+    let v: Vec<f32> = text
+        .split(',')
+        .map(|s| s.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .ok()
+        .filter(|v: &Vec<f32>| v.len() == n && v.iter().all(|x| x.is_finite()))
+        .with_context(|| format!("{what} {text:?} is not {n} comma-separated numbers"))?;
+    Ok(v)
+}
+
+fn sam_on<B: burn::tensor::backend::Backend>(a: &SamArgs, device: B::Device) -> Result<()> {
+    use pslg::sam::{Prompt, Sam, SamPredictor, npy};
+    let mut prompt = Prompt::default();
+    for p in &a.points {
+        let v = parse_numbers(p, 3, "--point")?;
+        if v[2] != 0.0 && v[2] != 1.0 {
+            bail!("--point {p:?}: the label must be 1 (foreground) or 0 (background)");
+        }
+        prompt = prompt.with_point([v[0], v[1]], v[2] as i32);
+    }
+    if let Some(b) = &a.bbox {
+        let v = parse_numbers(b, 4, "--box")?;
+        prompt = prompt.with_box([v[0], v[1], v[2], v[3]]);
+    }
+    if let Some(path) = &a.mask_input {
+        let (values, shape) = npy::read_f32(path)?;
+        let (h, w) = match shape[..] {
+            [h, w] | [1, h, w] | [1, 1, h, w] => (h, w),
+            _ => bail!(
+                "{}: mask input of shape {shape:?}; give (h,w), (1,h,w) or (1,1,h,w)",
+                path.display()
+            ),
+        };
+        prompt = prompt.with_mask_input(values, h, w);
+    }
+    if prompt == Prompt::default() {
+        bail!("give a prompt: --box, --point (repeatable) and/or --mask-input");
+    }
+    let image = load_rgb_with(&a.image, &a.image_flags.options()?)?;
+    let t = Instant::now();
+    let model = Sam::<B>::load(&a.checkpoint, Some(a.decoder_heads), &device)?;
+    let c = model.config();
+    say!(
+        "SAM loaded from {} in {:.1} s: {}x{} input, ViT {} wide x {} blocks ({} heads, window {}, global {:?}), prompt dim {}",
+        a.checkpoint.display(),
+        t.elapsed().as_secs_f64(),
+        c.image_size,
+        c.image_size,
+        c.embed_dim,
+        c.depth,
+        c.num_heads,
+        c.window_size,
+        c.global_attn_indexes,
+        c.prompt_dim
+    );
+    let mut predictor = SamPredictor::new(model, device);
+    let t = Instant::now();
+    predictor.set_image(&image)?;
+    let embedding = predictor.embedding()?;
+    let encode = t.elapsed();
+    let t = Instant::now();
+    let out = predictor.predict(&prompt, a.multimask)?;
+    let decode = t.elapsed();
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
+    npy::write_f32(
+        &a.out_dir.join("image_embedding.npy"),
+        &embedding.values,
+        &embedding.shape,
+    )?;
+    let (lh, lw) = out.low_res_size;
+    npy::write_f32(
+        &a.out_dir.join("low_res_masks.npy"),
+        &out.low_res,
+        &[1, out.num_masks, lh, lw],
+    )?;
+    npy::write_f32(
+        &a.out_dir.join("iou_predictions.npy"),
+        &out.iou,
+        &[1, out.num_masks],
+    )?;
+    let best = out.best_index();
+    save_mask(&out.best_mask(), &a.out_dir.join("mask.png"))?;
+    say!(
+        "image encoded in {:.1} ms, prompt decoded in {:.1} ms; {} mask(s), IoU predictions {:?}; best #{best} written to {} ({} foreground pixels)",
+        ms(encode),
+        ms(decode),
+        out.num_masks,
+        out.iou,
+        a.out_dir.join("mask.png").display(),
+        out.best_mask().pixels().filter(|p| p[0] != 0).count()
+    );
+    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {

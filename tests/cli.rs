@@ -209,3 +209,80 @@ fn a_closed_stdout_is_not_a_panic() {
     );
     assert!(d.join("mask.png").exists());
 }
+
+/// `pslg sam` on the committed tiny SAM fixture: the .npy outputs have the documented shapes and equal the
+/// official code's (point + box case), and a saved low-res mask feeds back as `--mask-input`.
+#[test]
+fn sam_subcommand_writes_the_official_outputs() {
+    use pslg::sam::npy;
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/sam/tests/fixtures/tiny");
+    let out = tmp("sam");
+    let run = |extra: &[&str], dir: &Path| {
+        let o = pslg()
+            .args(["sam", "--checkpoint"])
+            .arg(fx.join("sam.pth"))
+            .arg("--image")
+            .arg(fx.join("image.png"))
+            .args(["--decoder-heads", "2", "--out-dir"])
+            .arg(dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["--box", "35,11.25,85,48.75", "--point", "60,30,1"], &out);
+    let (emb, shape) = npy::read_f32(&out.join("image_embedding.npy")).unwrap();
+    assert_eq!(shape, vec![1, 32, 8, 8]);
+    let (want, _) = npy::read_f32(&fx.join("image_embedding.npy")).unwrap();
+    let rel = |a: &[f32], b: &[f32]| {
+        let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).fold(0f32, |d, (x, y)| d.max((x - y).abs())) / m
+    };
+    assert!(rel(&emb, &want) < 1e-4);
+    let (low, shape) = npy::read_f32(&out.join("low_res_masks.npy")).unwrap();
+    assert_eq!(shape, vec![1, 1, 32, 32]);
+    let (want, _) = npy::read_f32(&fx.join("point_box_low_res.npy")).unwrap();
+    assert!(rel(&low, &want) < 1e-4);
+    let (iou, shape) = npy::read_f32(&out.join("iou_predictions.npy")).unwrap();
+    assert_eq!((shape, iou.len()), (vec![1, 1], 1));
+    let mask = image::open(out.join("mask.png")).unwrap().to_luma8();
+    assert_eq!(mask.dimensions(), (100, 75));
+    // Feed the low-res mask back, with the three multimask outputs.
+    let out2 = tmp("sam2");
+    let mi = out.join("low_res_masks.npy");
+    run(
+        &[
+            "--mask-input",
+            mi.to_str().unwrap(),
+            "--point",
+            "60,30,1",
+            "--multimask",
+        ],
+        &out2,
+    );
+    let (_, shape) = npy::read_f32(&out2.join("low_res_masks.npy")).unwrap();
+    assert_eq!(shape, vec![1, 3, 32, 32]);
+    // Bad prompts and checkpoints are messages, not panics.
+    for (args, needle) in [
+        (vec!["--point", "1,2"], "3 comma-separated numbers"),
+        (vec!["--point", "1,2,5"], "label must be 1"),
+        (vec![], "give a prompt"),
+    ] {
+        let o = pslg()
+            .args(["sam", "--checkpoint"])
+            .arg(fx.join("sam.pth"))
+            .arg("--image")
+            .arg(fx.join("image.png"))
+            .arg("--out-dir")
+            .arg(&out2)
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -1,0 +1,200 @@
+//! Checkpoint loading: the official `.pth`, a safetensors export of the same state dict, and typed errors
+//! for truncated, missing, unexpected and mis-shaped tensors.
+
+use burn_ndarray::NdArray;
+use burn_store::{ModuleStore, PytorchStore};
+use pslg_sam::{Prompt, Sam, SamConfig, SamError, SamPredictor};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+type B = NdArray<f32>;
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pslg-sam-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// The tiny state dict as key → (shape, values).
+fn state_dict() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let mut store = PytorchStore::from_file(tiny().join("sam.pth")).map_indices_contiguous(false);
+    store
+        .get_all_snapshots()
+        .unwrap()
+        .iter()
+        .map(|(k, s)| {
+            let v = s
+                .to_data()
+                .unwrap()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap();
+            (k.clone(), (s.shape.to_vec(), v))
+        })
+        .collect()
+}
+
+fn write_safetensors(path: &Path, sd: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+    let bytes: BTreeMap<&String, Vec<u8>> = sd
+        .iter()
+        .map(|(k, (_, v))| (k, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = sd
+        .iter()
+        .map(|(k, (shape, _))| {
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                shape.clone(),
+                &bytes[k],
+            )
+            .unwrap();
+            (k.clone(), view)
+        })
+        .collect();
+    safetensors::tensor::serialize_to_file(views, None, path).unwrap();
+}
+
+fn predict(sam: Sam<B>) -> Vec<f32> {
+    let image = image::open(tiny().join("image.png")).unwrap().to_rgb8();
+    let mut p = SamPredictor::new(sam, Default::default());
+    p.set_image(&image).unwrap();
+    p.predict(&Prompt::default().with_box([30.0, 10.0, 80.0, 50.0]), false)
+        .unwrap()
+        .masks
+}
+
+#[test]
+fn safetensors_export_loads_to_the_same_model() {
+    let device = Default::default();
+    let path = tmp("tiny.safetensors");
+    write_safetensors(&path, &state_dict());
+    let a = Sam::<B>::load(tiny().join("sam.pth"), Some(2), &device).unwrap();
+    let b = Sam::<B>::load(&path, Some(2), &device).unwrap();
+    assert_eq!(a.config(), b.config());
+    assert_eq!(predict(a), predict(b));
+}
+
+#[test]
+fn missing_unexpected_and_misshaped_tensors_are_named() {
+    let device = Default::default();
+    let sd = state_dict();
+
+    let mut missing = sd.clone();
+    missing.remove("mask_decoder.iou_token.weight");
+    let p = tmp("missing.safetensors");
+    write_safetensors(&p, &missing);
+    match Sam::<B>::load(&p, Some(2), &device) {
+        Err(SamError::MissingTensor { key, expected, .. }) => {
+            assert_eq!(key, "mask_decoder.iou_token.weight");
+            assert_eq!(expected, vec![1, 32]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut extra = sd.clone();
+    extra.insert(
+        "image_encoder.extra.weight".into(),
+        (vec![2], vec![0.0, 1.0]),
+    );
+    let p = tmp("extra.safetensors");
+    write_safetensors(&p, &extra);
+    match Sam::<B>::load(&p, Some(2), &device) {
+        Err(SamError::UnexpectedTensor { key, shape, .. }) => {
+            assert_eq!(key, "image_encoder.extra.weight");
+            assert_eq!(shape, vec![2]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut bad = sd.clone();
+    bad.insert(
+        "mask_decoder.transformer.layers.1.norm2.bias".into(),
+        (vec![31], vec![0.0; 31]),
+    );
+    let p = tmp("bad.safetensors");
+    write_safetensors(&p, &bad);
+    let err = Sam::<B>::load(&p, Some(2), &device).unwrap_err();
+    match &err {
+        SamError::ShapeMismatch {
+            key,
+            found,
+            expected,
+            ..
+        } => {
+            assert_eq!(key, "mask_decoder.transformer.layers.1.norm2.bias");
+            assert_eq!((found.clone(), expected.clone()), (vec![31], vec![32]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("[31]") && err.to_string().contains("[32]"));
+
+    // A checkpoint of another architecture than the one asked for.
+    let err = Sam::<B>::load_with_config(tiny().join("sam.pth"), SamConfig::vit_b(), &device)
+        .unwrap_err();
+    assert!(matches!(err, SamError::ShapeMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn unreadable_checkpoints_are_typed_errors() {
+    let device = Default::default();
+    let bytes = std::fs::read(tiny().join("sam.pth")).unwrap();
+    for (name, content) in [
+        ("truncated.pth", bytes[..bytes.len() / 3].to_vec()),
+        ("empty.pth", Vec::new()),
+        ("junk.pth", b"not a checkpoint at all".to_vec()),
+        ("junk.safetensors", b"\x08\0\0\0\0\0\0\0{broken}".to_vec()),
+    ] {
+        let p = tmp(name);
+        std::fs::write(&p, content).unwrap();
+        match Sam::<B>::load(&p, None, &device) {
+            Err(SamError::ReadCheckpoint { reason, .. }) => assert!(!reason.is_empty()),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Sam::<B>::load(tmp("absent.pth"), None, &device),
+        Err(SamError::ReadCheckpoint { .. })
+    ));
+}
+
+#[test]
+fn bad_prompts_and_images_are_typed_errors() {
+    let device = Default::default();
+    let sam = Sam::<B>::load(tiny().join("sam.pth"), Some(2), &device).unwrap();
+    let mut p = SamPredictor::new(sam, device);
+    assert!(matches!(
+        p.predict(&Prompt::default().with_box([1.0, 1.0, 5.0, 5.0]), false),
+        Err(SamError::NoImage)
+    ));
+    assert!(matches!(
+        p.set_image(&image::RgbImage::new(0, 0)),
+        Err(SamError::Image(_))
+    ));
+    p.set_image(&image::RgbImage::new(20, 10)).unwrap();
+    for prompt in [
+        Prompt::default(),
+        Prompt::default().with_point([f32::NAN, 1.0], 1),
+        Prompt::default().with_point([1.0, 1.0], 2),
+        Prompt::default().with_box([0.0, 0.0, f32::INFINITY, 3.0]),
+        Prompt::default().with_mask_input(vec![0.0; 10], 2, 5),
+    ] {
+        assert!(
+            matches!(p.predict(&prompt, false), Err(SamError::Prompt(_))),
+            "{prompt:?}"
+        );
+    }
+    // Saved embeddings round-trip and serve the same prediction.
+    let e = p.embedding().unwrap();
+    let path = tmp("emb.npy");
+    e.save(&path).unwrap();
+    let back = pslg_sam::ImageEmbedding::load(&path).unwrap();
+    assert_eq!(back, e);
+    let prompt = Prompt::default().with_point([5.0, 5.0], 1);
+    let before = p.predict(&prompt, true).unwrap();
+    p.set_embedding(&back).unwrap();
+    assert_eq!(p.predict(&prompt, true).unwrap(), before);
+}
