@@ -123,32 +123,32 @@ impl SamConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return bad(format!("{name} must be positive"));
         }
-        if self.image_size % self.patch_size != 0 {
+        if !self.image_size.is_multiple_of(self.patch_size) {
             return bad(format!(
                 "image_size {} is not a multiple of patch_size {}",
                 self.image_size, self.patch_size
             ));
         }
-        if self.embed_dim % self.num_heads != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "embed_dim {} is not divisible by num_heads {}",
                 self.embed_dim, self.num_heads
             ));
         }
-        if self.prompt_dim % 8 != 0 {
+        if !self.prompt_dim.is_multiple_of(8) {
             return bad(format!(
                 "prompt_dim {} must be a multiple of 8",
                 self.prompt_dim
             ));
         }
-        if (self.prompt_dim / 2) % self.decoder_heads != 0 {
+        if !(self.prompt_dim / 2).is_multiple_of(self.decoder_heads) {
             return bad(format!(
                 "prompt_dim / 2 = {} is not divisible by decoder_heads {}",
                 self.prompt_dim / 2,
                 self.decoder_heads
             ));
         }
-        if self.mask_in_chans % 4 != 0 {
+        if !self.mask_in_chans.is_multiple_of(4) {
             return bad(format!(
                 "mask_in_chans {} must be a multiple of 4",
                 self.mask_in_chans

@@ -162,8 +162,11 @@ impl ImageEmbedding {
 pub struct SamPredictor<B: Backend> {
     sam: Sam<B>,
     device: B::Device,
-    state: Option<(Tensor<B, 4>, (usize, usize), (usize, usize))>,
+    state: Option<Encoded<B>>,
 }
+
+/// The current image: its embedding, original `(h, w)` and resized `(h, w)`.
+type Encoded<B> = (Tensor<B, 4>, (usize, usize), (usize, usize));
 
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data()
