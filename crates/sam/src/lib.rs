@@ -21,7 +21,7 @@
 //! let device = Default::default();
 //! let sam = Sam::<NdArray>::load("sam_vit_b_01ec64.pth", None, &device)?;
 //! let image = image::open("scene.png").unwrap().to_rgb8();
-//! let mut predictor = SamPredictor::new(sam);
+//! let mut predictor = SamPredictor::new(sam, device);
 //! predictor.set_image(&image)?;
 //! let out = predictor.predict(&Prompt::default().with_box([10.0, 20.0, 200.0, 180.0]), false)?;
 //! let mask = out.best_mask();
