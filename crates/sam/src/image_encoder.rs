@@ -46,6 +46,32 @@ pub struct PatchEmbed<B: Backend> {
     pub proj: Conv2d<B>,
 }
 
+impl<B: Backend> PatchEmbed<B> {
+    /// `(B, 3, S, S)` → `(B, S/p, S/p, E)`. The patches do not overlap, so the convolution is one matmul of
+    /// the flattened patches with the flattened kernel (same products, one dot product per output).
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, c, h, w] = x.dims();
+        let [e, _, p, _] = self.proj.weight.dims();
+        let (gh, gw) = (h / p, w / p);
+        let patches = x
+            .reshape([b, c, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b, gh * gw, c * p * p]);
+        let kernel = self
+            .proj
+            .weight
+            .val()
+            .reshape([1, e, c * p * p])
+            .swap_dims(1, 2);
+        let y = patches.matmul(kernel);
+        let y = match &self.proj.bias {
+            Some(bias) => y + bias.val().reshape([1, 1, e]),
+            None => y,
+        };
+        y.reshape([b, gh, gw, e])
+    }
+}
+
 /// The two-layer MLP of a ViT block (GELU).
 #[derive(Module, Debug)]
 pub struct MlpBlock<B: Backend> {
@@ -305,7 +331,7 @@ impl<B: Backend> ImageEncoderViT<B> {
 
     /// Encodes a normalised, padded image batch `(B, 3, S, S)`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.patch_embed.proj.forward(x).permute([0, 2, 3, 1]);
+        let x = self.patch_embed.forward(x);
         let mut x = x + self.pos_embed.val();
         for block in &self.blocks {
             x = block.forward(x);

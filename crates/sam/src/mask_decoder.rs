@@ -171,6 +171,31 @@ pub struct OutputUpscaling<B: Backend> {
     pub deconv2: ConvTranspose2d<B>,
 }
 
+/// A 2×2, stride-2 transposed convolution on channel-last pixels: `(P, C)` → `(4·P, O)`, output pixel
+/// `4p + 2a + b` being tap `(a, b)` of input pixel `p`. The kernel tiles do not overlap, so each output is one
+/// dot product over C — the transposed convolution's own arithmetic — done as a single matmul with the
+/// kernel reordered to `(C, 2, 2, O)`; no image-sized tensor is ever permuted.
+fn deconv2x2_pixels<B: Backend>(layer: &ConvTranspose2d<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [p, c] = x.dims();
+    let wt = layer.weight.val(); // (C, O, 2, 2)
+    let o = wt.dims()[1];
+    let kernel = wt.permute([0, 2, 3, 1]).reshape([c, 4 * o]);
+    let y = x.matmul(kernel).reshape([4 * p, o]);
+    match &layer.bias {
+        Some(bias) => y + bias.val().reshape([1, o]),
+        None => y,
+    }
+}
+
+/// Channel-wise LayerNorm2d of channel-last pixels `(P, C)` (same statistics as on NCHW).
+fn layer_norm_pixels<B: Backend>(ln: &LayerNorm2d<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let c = x.dims()[1];
+    let u = x.clone().mean_dim(1);
+    let d = x - u;
+    let s = d.clone().powi_scalar(2).mean_dim(1);
+    (d / (s + 1e-6).sqrt()) * ln.weight.val().reshape([1, c]) + ln.bias.val().reshape([1, c])
+}
+
 /// Predicts masks and their IoU from an image embedding and prompt embeddings.
 #[derive(Module, Debug)]
 pub struct MaskDecoder<B: Backend> {
@@ -281,11 +306,16 @@ impl<B: Backend> MaskDecoder<B> {
         let queries = queries + t.final_attn_token_to_image.forward(q, k, keys.clone());
         let hs = t.norm_final_attn.forward(queries);
         let iou_out: Tensor<B, 2> = hs.clone().narrow(1, 0, 1).reshape([1, c]);
-        let src = keys.swap_dims(1, 2).reshape([1, c, h, w]);
+        // Upscaling on channel-last pixels: `keys` already is (h·w, C); after the two 2×2 transposed convs
+        // the 16 sub-pixels of each embedding cell are consecutive rows, reordered once at the end on the
+        // (few) mask planes instead of on the 32-channel feature map.
         let up = &self.output_upscaling;
-        let upscaled = gelu(up.ln.forward(up.deconv1.forward(src)));
-        let upscaled = gelu(up.deconv2.forward(upscaled));
-        let [_, cu, hu, wu] = upscaled.dims();
+        let src: Tensor<B, 2> = keys.reshape([h * w, c]);
+        let x = gelu(layer_norm_pixels(
+            &up.ln,
+            deconv2x2_pixels(&up.deconv1, src),
+        ));
+        let upscaled = gelu(deconv2x2_pixels(&up.deconv2, x)); // (16·h·w, c/8)
         let hyper: Vec<Tensor<B, 2>> = self
             .output_hypernetworks_mlps
             .iter()
@@ -293,9 +323,16 @@ impl<B: Backend> MaskDecoder<B> {
             .map(|(i, mlp)| mlp.forward(hs.clone().narrow(1, 1 + i, 1).reshape([1, c])))
             .collect();
         let hyper_in = Tensor::stack::<3>(hyper, 1); // (1, T, c/8)
-        let masks = hyper_in
-            .matmul(upscaled.reshape([1, cu, hu * wu]))
-            .reshape([1, n_tokens, hu, wu]);
+        let hyper_in: Tensor<B, 2> = hyper_in.reshape([n_tokens, c / 8]);
+        // (16·h·w, T) with rows ordered (i, j, a1, b1, a2, b2) → (1, T, 4h, 4w) at row 4i + 2a1 + a2,
+        // column 4j + 2b1 + b2.
+        let masks = upscaled
+            .matmul(hyper_in.transpose())
+            .reshape([h * w, 2, 2, 2, 2, n_tokens]) // (ij, a1, b1, a2, b2, T); ndarray allows 6 dims
+            .permute([5, 0, 1, 3, 2, 4]) // (T, ij, a1, a2, b1, b2)
+            .reshape([n_tokens, h, w, 4, 4])
+            .permute([0, 1, 3, 2, 4]) // (T, i, a1a2, j, b1b2)
+            .reshape([1, n_tokens, 4 * h, 4 * w]);
         let iou = self.iou_prediction_head.forward(iou_out);
         if multimask {
             (

@@ -162,6 +162,8 @@ impl ImageEmbedding {
 pub struct SamPredictor<B: Backend> {
     sam: Sam<B>,
     device: B::Device,
+    /// The image-grid position encoding, the same for every prompt.
+    dense_pe: Tensor<B, 4>,
     state: Option<Encoded<B>>,
 }
 
@@ -178,9 +180,11 @@ fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 impl<B: Backend> SamPredictor<B> {
     /// A predictor over `sam` on `device`.
     pub fn new(sam: Sam<B>, device: B::Device) -> Self {
+        let dense_pe = sam.prompt_encoder.dense_pe(&device);
         Self {
             sam,
             device,
+            dense_pe,
             state: None,
         }
     }
@@ -323,11 +327,13 @@ impl<B: Backend> SamPredictor<B> {
     pub fn predict(&self, prompt: &Prompt, multimask: bool) -> Result<Prediction, SamError> {
         let (emb, original, input) = self.state.as_ref().ok_or(SamError::NoImage)?;
         let (sparse, dense) = self.prompt_embeddings(prompt)?;
-        let pe = self.sam.prompt_encoder.dense_pe(&self.device);
-        let (low, iou) = self
-            .sam
-            .mask_decoder
-            .forward(emb.clone(), pe, sparse, dense, multimask);
+        let (low, iou) = self.sam.mask_decoder.forward(
+            emb.clone(),
+            self.dense_pe.clone(),
+            sparse,
+            dense,
+            multimask,
+        );
         let [_, m, lh, lw] = low.dims();
         let masks = self.sam.postprocess(low.clone(), *input, *original);
         Ok(Prediction {

@@ -1,0 +1,113 @@
+//! Times SAM on the CPU (ndarray backend): image encoder, prompt encoder + mask decoder, post-processing.
+//!
+//! ```sh
+//! cargo run --release -p pslg-sam --example sam_speed -- [vit_b|vit_l|vit_h|CHECKPOINT.pth] [ROUNDS]
+//! ```
+//! Without a checkpoint the named variant runs with placeholder weights (speed does not depend on them).
+//! Prints one JSON line with the best and median times and the encoder's achieved GFLOP/s.
+
+use burn_ndarray::NdArray;
+use pslg_sam::{Prompt, Sam, SamConfig, SamPredictor};
+use std::time::Instant;
+
+type B = NdArray<f32>;
+
+/// Multiply-adds ×2 of the ViT encoder's matmuls and convolutions at its input size.
+fn encoder_flops(c: &SamConfig) -> f64 {
+    let g = c.grid() as f64;
+    let (e, n) = (c.embed_dim as f64, g * g);
+    let patch = 2.0 * n * e * 3.0 * (c.patch_size * c.patch_size) as f64;
+    let mut blocks = 0.0;
+    for i in 0..c.depth {
+        let win = if c.global_attn_indexes.contains(&i) {
+            n
+        } else {
+            (c.window_size * c.window_size) as f64
+        };
+        let windows = if c.global_attn_indexes.contains(&i) {
+            1.0
+        } else {
+            (g / c.window_size as f64).ceil().powi(2)
+        };
+        let tokens = windows * win;
+        let qkv_proj = 2.0 * tokens * e * 4.0 * e;
+        let attn = 2.0 * 2.0 * windows * win * win * e;
+        let mlp = 2.0 * 2.0 * tokens * e * c.mlp_dim as f64;
+        blocks += qkv_proj + attn + mlp;
+    }
+    let p = c.prompt_dim as f64;
+    let neck = 2.0 * n * e * p + 2.0 * n * p * p * 9.0;
+    patch + blocks + neck
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let what = args.get(1).map_or("vit_b", String::as_str);
+    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let device = Default::default();
+    let sam = match SamConfig::variant(what) {
+        Ok(cfg) => Sam::<B>::new(cfg, &device)?,
+        Err(_) => Sam::<B>::load(what, None, &device)?,
+    };
+    let cfg = sam.config().clone();
+    let image = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
+    });
+    let mut p = SamPredictor::new(sam, device);
+    let mut enc = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        p.set_image(&image)?;
+        enc.push(t.elapsed().as_secs_f64());
+    }
+    let prompt = Prompt::default()
+        .with_box([100.0, 80.0, 400.0, 300.0])
+        .with_point([250.0, 190.0], 1);
+    let mut dec = Vec::new();
+    for _ in 0..(rounds * 10) {
+        let t = Instant::now();
+        let out = p.predict(&prompt, false)?;
+        std::hint::black_box(out);
+        dec.push(t.elapsed().as_secs_f64());
+    }
+    // Where a prediction's time goes (one run each).
+    if std::env::var("SAM_SPEED_DETAIL").is_ok() {
+        let t = Instant::now();
+        let (sparse, dense) = p.prompt_embeddings(&prompt)?;
+        let t_prompt = t.elapsed();
+        let emb = p.embedding()?;
+        let m = p.model();
+        let e = burn::tensor::Tensor::<B, 4>::from_data(
+            burn::tensor::TensorData::new(emb.values.clone(), emb.shape),
+            &Default::default(),
+        );
+        let t = Instant::now();
+        let pe = m.prompt_encoder.dense_pe(&Default::default());
+        let t_pe = t.elapsed();
+        let t = Instant::now();
+        let (low, _) = m.mask_decoder.forward(e, pe, sparse, dense, false);
+        let _ = low.clone().into_data();
+        let t_dec = t.elapsed();
+        let t = Instant::now();
+        let up = m.postprocess(low, emb.input_size, emb.original_size);
+        let _ = up.into_data();
+        let t_post = t.elapsed();
+        eprintln!("prompt {t_prompt:?} dense_pe {t_pe:?} decoder {t_dec:?} postprocess {t_post:?}");
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2])
+    };
+    let (eb, em) = stats(&mut enc);
+    let (db, dm) = stats(&mut dec);
+    let flops = encoder_flops(&cfg);
+    println!(
+        "{{\"model\":\"{what}\",\"threads\":{},\"encoder_best_s\":{eb:.3},\"encoder_median_s\":{em:.3},\"encoder_gflop\":{:.1},\"encoder_gflops_per_s\":{:.1},\"predict_best_ms\":{:.2},\"predict_median_ms\":{:.2}}}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        flops / 1e9,
+        flops / 1e9 / eb,
+        db * 1e3,
+        dm * 1e3
+    );
+    Ok(())
+}
