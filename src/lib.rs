@@ -27,6 +27,7 @@
 pub mod cases;
 pub mod io;
 pub mod overlay;
+mod sam_segment;
 mod segment;
 pub mod tile;
 
@@ -35,6 +36,7 @@ pub use pslg_geo as geo;
 pub use pslg_mbo as mbo;
 pub use pslg_metrics as metrics;
 pub use pslg_sam as sam;
+pub use sam_segment::{SamSegmenter, SamSegmenterParams};
 pub use segment::{BoxMask, BoxSegmenter, BoxSegmenterParams, StageTimings};
 
 use std::path::PathBuf;
@@ -134,4 +136,7 @@ pub enum PslgError {
     /// Geospatial I/O error (GeoTIFF tags, polygons).
     #[error(transparent)]
     Geo(#[from] pslg_geo::GeoError),
+    /// SAM error (checkpoint, prompt, image).
+    #[error(transparent)]
+    Sam(#[from] pslg_sam::SamError),
 }

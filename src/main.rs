@@ -142,6 +142,57 @@ impl ImageFlags {
     }
 }
 
+/// SAM in the box → mask path.
+#[derive(Args, Clone)]
+struct SamFlags {
+    /// Run SAM between CFPG and MBO (PSLG-SAM's stage 2): box + CFPG point → SAM mask → MBO refinement.
+    /// An official sam_vit_{b,l,h}_*.pth (or .safetensors); each image (each tile with --tile, the window
+    /// with --window) is encoded once.
+    #[arg(long, value_name = "CHECKPOINT")]
+    sam: Option<PathBuf>,
+    /// SAM's decoder attention heads (8 in every official model; not visible in the checkpoint's shapes).
+    #[arg(long, default_value_t = 8, requires = "sam")]
+    sam_decoder_heads: usize,
+    /// Prompt SAM with the box only, without the CFPG point (ablation).
+    #[arg(long, requires = "sam")]
+    sam_box_only: bool,
+}
+
+/// The CPU backend of `segment --sam` / `batch --sam`.
+type CpuBackend = burn_ndarray::NdArray;
+
+impl SamFlags {
+    /// The SAM segmenter over `stages`' CFPG / MBO, when `--sam` is given.
+    fn segmenter(&self, stages: &BoxSegmenter) -> Result<Option<pslg::SamSegmenter<CpuBackend>>> {
+        let Some(path) = &self.sam else {
+            return Ok(None);
+        };
+        let device = Default::default();
+        let t = Instant::now();
+        let model =
+            pslg::sam::Sam::<CpuBackend>::load(path, Some(self.sam_decoder_heads), &device)?;
+        say!(
+            "SAM loaded from {} in {:.1} s ({}x{} input, ViT {} wide x {} blocks)",
+            path.display(),
+            t.elapsed().as_secs_f64(),
+            model.config().image_size,
+            model.config().image_size,
+            model.config().embed_dim,
+            model.config().depth
+        );
+        let params = pslg::SamSegmenterParams {
+            point_prompt: !self.sam_box_only,
+            ..Default::default()
+        };
+        Ok(Some(pslg::SamSegmenter::new(
+            model,
+            device,
+            stages.clone(),
+            params,
+        )))
+    }
+}
+
 /// Which stages run.
 #[derive(Args, Clone, Copy)]
 struct StageFlags {
@@ -258,6 +309,8 @@ struct SegmentArgs {
     overlay: Option<PathBuf>,
     #[command(flatten)]
     stages: StageFlags,
+    #[command(flatten)]
+    sam: SamFlags,
 }
 
 #[derive(Args)]
@@ -275,6 +328,8 @@ struct BatchArgs {
     image_flags: ImageFlags,
     #[command(flatten)]
     stages: StageFlags,
+    #[command(flatten)]
+    sam: SamFlags,
 }
 
 #[derive(Args)]
@@ -389,14 +444,20 @@ fn segment(a: SegmentArgs) -> Result<()> {
         (load_rgb_with(&a.image, &options)?, (0, 0), bbox)
     };
     let out_georef = georef.as_ref().map(|g| g.shifted(origin.0, origin.1));
+    let mut sam = a.sam.segmenter(&seg)?;
     let t = Instant::now();
-    let out = match a.tile {
-        None => seg
-            .segment(&image, bbox)
-            .with_context(|| format!("segmenting {prompt} in {}", a.image.display()))?,
-        Some(size) => segment_in_tiles(&a, &seg, &options, size, bbox)
-            .with_context(|| format!("segmenting {prompt} in {}", a.image.display()))?,
-    };
+    let out = match (a.tile, sam.as_mut()) {
+        (None, None) => seg.segment(&image, bbox).map_err(anyhow::Error::from),
+        (None, Some(sam)) => sam
+            .set_image(&image)
+            .and_then(|()| {
+                say!("image encoded by SAM in {:.1} s", t.elapsed().as_secs_f64());
+                sam.segment(&image, bbox)
+            })
+            .map_err(anyhow::Error::from),
+        (Some(size), sam) => segment_in_tiles(&a, &seg, sam, &options, size, bbox),
+    }
+    .with_context(|| format!("segmenting {prompt} in {}", a.image.display()))?;
     let elapsed = t.elapsed();
     if is_tiff_path(&a.out) && georef.is_none() {
         say!(
@@ -468,7 +529,13 @@ fn segment(a: SegmentArgs) -> Result<()> {
         }
     }
     if out.collapsed {
-        say!("note: MBO kept too little of the box; the box itself was returned");
+        if a.sam.sam.is_some() {
+            say!(
+                "note: MBO kept too little of SAM's mask; SAM's mask (inside the box) was returned"
+            );
+        } else {
+            say!("note: MBO kept too little of the box; the box itself was returned");
+        }
     }
     if let Some(path) = &a.overlay {
         let point = out.point.as_ref().map(|p| (p.x, p.y));
@@ -515,20 +582,29 @@ fn segment(a: SegmentArgs) -> Result<()> {
 fn segment_in_tiles(
     a: &SegmentArgs,
     seg: &BoxSegmenter,
+    mut sam: Option<&mut pslg::SamSegmenter<CpuBackend>>,
     options: &LoadOptions,
     size: u32,
     bbox: pslg::cfpg::PixelBox,
 ) -> Result<pslg::BoxMask> {
-    use pslg::tile::{TileGrid, segment_tiled};
+    use pslg::tile::{TileGrid, segment_tiled_with};
     let (w, h) = scene_dimensions(&a.image)?;
     let grid = TileGrid::new(w, h, size, a.overlap)?;
     let fixed = LoadOptions {
         stretch: pslg::io::scene_stretch(&a.image, options)?,
         ..options.clone()
     };
-    let tiled = segment_tiled(seg, &grid, bbox, |roi| {
-        load_rgb_window(&a.image, roi, &fixed).map(|(img, _)| img)
-    })?;
+    let tiled = segment_tiled_with(
+        &grid,
+        bbox,
+        |side| seg.context_margin(side),
+        |roi| load_rgb_window(&a.image, roi, &fixed).map(|(img, _)| img),
+        |tile, b| match sam.as_deref_mut() {
+            // SAM encodes each tile it is used in.
+            Some(s) => s.set_image(tile).and_then(|()| s.segment(tile, b)),
+            None => seg.segment(tile, b),
+        },
+    )?;
     let (cols, rows) = grid.dims();
     say!(
         "{}x{} scene in {cols}x{rows} tiles of {size} px (overlap {}); the box was handled in {} tile(s): {}",
@@ -742,44 +818,69 @@ fn batch(a: BatchArgs) -> Result<()> {
     )?);
     let reports = Mutex::new(Vec::new());
     let failures = Mutex::new(Vec::new());
+    let mut sam = a.sam.segmenter(&seg)?;
     let t0 = Instant::now();
-    pool.install(|| {
-        by_image.par_iter().for_each(|(path, group)| {
-            let image = match load_rgb_with(path, &load_options) {
-                Ok(i) => i,
-                Err(e) => {
-                    let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
-                    f.extend(group.iter().map(|c| format!("{}: {e}", c.id)));
-                    bar.inc(group.len() as u64);
-                    return;
-                }
-            };
-            for c in group {
-                let t = Instant::now();
-                let result = seg.segment(&image, c.bbox);
-                let elapsed = t.elapsed();
-                match result.and_then(|out| {
-                    save_mask(&out.mask, &a.out_dir.join(format!("{}.png", c.id))).map(|()| out)
-                }) {
-                    Ok(out) => reports
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(CaseReport {
-                            segment_ms: ms(elapsed),
-                            cfpg_ms: ms(out.timings.cfpg),
-                            mbo_ms: ms(out.timings.mbo),
-                            collapsed: out.collapsed,
-                            fallback_point: out.point.as_ref().is_some_and(|p| p.is_fallback()),
-                        }),
-                    Err(e) => failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(format!("{}: {e}", c.id)),
-                }
-                bar.inc(1);
+    // One image's cases: `segment` runs one case (after `prepare` on the image, e.g. SAM's encoding).
+    let run_group = |path: &Path,
+                     group: &[&Case],
+                     prepare: &mut dyn FnMut(&image::RgbImage) -> Result<(), PslgError>,
+                     segment: &dyn Fn(
+        &image::RgbImage,
+        pslg::cfpg::PixelBox,
+    ) -> Result<pslg::BoxMask, PslgError>| {
+        let image = match load_rgb_with(path, &load_options).and_then(|i| prepare(&i).map(|()| i)) {
+            Ok(i) => i,
+            Err(e) => {
+                let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+                f.extend(group.iter().map(|c| format!("{}: {e}", c.id)));
+                bar.inc(group.len() as u64);
+                return;
             }
-        });
-    });
+        };
+        for c in group {
+            let t = Instant::now();
+            let result = segment(&image, c.bbox);
+            let elapsed = t.elapsed();
+            match result.and_then(|out| {
+                save_mask(&out.mask, &a.out_dir.join(format!("{}.png", c.id))).map(|()| out)
+            }) {
+                Ok(out) => reports
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(CaseReport {
+                        segment_ms: ms(elapsed),
+                        cfpg_ms: ms(out.timings.cfpg),
+                        mbo_ms: ms(out.timings.mbo),
+                        collapsed: out.collapsed,
+                        fallback_point: out.point.as_ref().is_some_and(|p| p.is_fallback()),
+                    }),
+                Err(e) => failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("{}: {e}", c.id)),
+            }
+            bar.inc(1);
+        }
+    };
+    match sam.as_mut() {
+        // SAM: images one after another (the encoder uses every core), each encoded once.
+        Some(sam) => {
+            for (path, group) in &by_image {
+                let sam_cell = std::cell::RefCell::new(&mut *sam);
+                run_group(
+                    path,
+                    group,
+                    &mut |img| sam_cell.borrow_mut().set_image(img),
+                    &|img, b| sam_cell.borrow().segment(img, b),
+                );
+            }
+        }
+        None => pool.install(|| {
+            by_image.par_iter().for_each(|(path, group)| {
+                run_group(path, group, &mut |_| Ok(()), &|img, b| seg.segment(img, b));
+            });
+        }),
+    }
     bar.finish_and_clear();
     let reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
     let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());

@@ -59,6 +59,9 @@ pub struct StageTimings {
     pub cfpg: Duration,
     /// Boundary optimisation (trimap, mixtures, cuts).
     pub mbo: Duration,
+    /// SAM's prompt encoder, mask decoder and post-processing (the image encoding is done once per image,
+    /// outside; see [`crate::SamSegmenter::set_image`]).
+    pub sam: Duration,
 }
 
 /// Output of [`BoxSegmenter::segment`].
@@ -83,8 +86,8 @@ pub struct BoxMask {
 #[derive(Debug, Clone)]
 pub struct BoxSegmenter {
     params: BoxSegmenterParams,
-    cfpg: Option<ForegroundPointGenerator>,
-    mbo: Option<MaskRefiner>,
+    pub(crate) cfpg: Option<ForegroundPointGenerator>,
+    pub(crate) mbo: Option<MaskRefiner>,
 }
 
 impl BoxSegmenter {

@@ -210,13 +210,40 @@ pub fn segment_tiled<F>(
     seg: &BoxSegmenter,
     grid: &TileGrid,
     bbox: PixelBox,
-    mut load: F,
+    load: F,
 ) -> Result<TiledMask, PslgError>
 where
     F: FnMut(Roi) -> Result<RgbImage, PslgError>,
 {
+    segment_tiled_with(
+        grid,
+        bbox,
+        |side| seg.context_margin(side),
+        load,
+        |img, b| seg.segment(img, b),
+    )
+}
+
+/// [`segment_tiled`] with any box segmenter: `margin(side)` is the context it needs around a box whose longer
+/// side is `side` pixels, `segment(tile, box)` segments a box (tile pixels) in a tile's pixels — e.g. a
+/// [`crate::SamSegmenter`] that encodes each tile before segmenting.
+///
+/// # Errors
+/// What `load` or `segment` return; [`PslgError::Cfpg`] for a box outside the scene.
+pub fn segment_tiled_with<F, M, S>(
+    grid: &TileGrid,
+    bbox: PixelBox,
+    margin: M,
+    mut load: F,
+    mut segment: S,
+) -> Result<TiledMask, PslgError>
+where
+    F: FnMut(Roi) -> Result<RgbImage, PslgError>,
+    M: Fn(u32) -> u32,
+    S: FnMut(&RgbImage, PixelBox) -> Result<BoxMask, PslgError>,
+{
     let b = pslg_cfpg::clamp_box(bbox, grid.width, grid.height)?;
-    let margin = seg.context_margin(b.width.max(b.height));
+    let margin = margin(b.width.max(b.height));
     let plan = grid.plan(bbox, margin)?;
     let mut mask = GrayImage::new(grid.width, grid.height);
     let mut parts = Vec::new();
@@ -245,7 +272,7 @@ where
             (i64::from(b.x + b.width) - tx).min(i64::from(t.roi.width)),
             (i64::from(b.y + b.height) - ty).min(i64::from(t.roi.height)),
         );
-        let out = seg.segment(&image, local)?;
+        let out = segment(&image, local)?;
         drop(image);
         // A single tile writes all of its result; split parts write their cores only.
         let keep = if single { t.roi } else { t.core };

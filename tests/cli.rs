@@ -286,3 +286,72 @@ fn sam_subcommand_writes_the_official_outputs() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `segment --sam` and `batch --sam` with the committed tiny SAM checkpoint (random weights: the masks mean
+/// nothing, the plumbing is what is tested): the mask stays inside the box, a box across tiles works, and
+/// batch encodes each image once.
+#[test]
+fn segment_and_batch_with_sam() {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/sam/tests/fixtures/tiny/sam.pth");
+    let d = tmp("with-sam");
+    disc_image(&d.join("img.png"));
+    for extra in [
+        &[][..],
+        &["--tile", "32", "--overlap", "8"][..],
+        &["--sam-box-only"][..],
+    ] {
+        let out = pslg()
+            .args(["segment", "--image"])
+            .arg(d.join("img.png"))
+            .args(["--box", "18,14,43,37", "--out"])
+            .arg(d.join("m.png"))
+            .arg("--sam")
+            .arg(&fx)
+            .args(["--sam-decoder-heads", "2"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("SAM loaded"), "{stdout}");
+        let m = image::open(d.join("m.png")).unwrap().to_luma8();
+        assert_eq!(m.dimensions(), (60, 50));
+        for (x, y, p) in m.enumerate_pixels() {
+            if p[0] != 0 {
+                assert!((18..43).contains(&x) && (14..37).contains(&y), "{extra:?}");
+            }
+        }
+    }
+    std::fs::write(
+        d.join("cases.jsonl"),
+        "{\"id\":\"a\",\"image\":\"img.png\",\"box\":[18,14,43,37]}\n{\"id\":\"b\",\"image\":\"img.png\",\"box\":[5,5,20,20]}\n",
+    )
+    .unwrap();
+    let out = pslg()
+        .args(["batch", "--cases"])
+        .arg(d.join("cases.jsonl"))
+        .arg("--out-dir")
+        .arg(d.join("pred"))
+        .arg("--sam")
+        .arg(&fx)
+        .args(["--sam-decoder-heads", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap();
+    let j: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        (j["written"].as_u64(), j["images"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(d.join("pred/a.png").is_file() && d.join("pred/b.png").is_file());
+}

@@ -96,6 +96,23 @@ impl Trimap {
         }
     }
 
+    /// Marks every pixel outside `rect` as certainly background (a box prompt's constraint on a mask
+    /// initialisation). Parts of `rect` outside the trimap are ignored.
+    pub fn set_background_outside(&mut self, rect: Roi) {
+        let (x1, y1) = (
+            rect.x.saturating_add(rect.width),
+            rect.y.saturating_add(rect.height),
+        );
+        for y in 0..self.height {
+            for x in 0..self.width {
+                if x < rect.x || x >= x1 || y < rect.y || y >= y1 {
+                    self.labels[y as usize * self.width as usize + x as usize] =
+                        TrimapLabel::Background;
+                }
+            }
+        }
+    }
+
     /// Marks the pixels within `radius` (Euclidean, pixel centres) of `(cx, cy)` as certainly foreground — the
     /// CFPG point and its neighbourhood. Pixels outside the image are ignored.
     pub fn set_foreground_disk(&mut self, cx: f64, cy: f64, radius: f64) {

@@ -1,0 +1,196 @@
+//! The full stage 2 of PSLG-SAM: box → CFPG point → SAM (box + point prompt) → MBO refinement of SAM's mask.
+
+use crate::{BoxMask, BoxSegmenter, PslgError, StageTimings};
+use burn::tensor::backend::Backend;
+use image::{GrayImage, Luma, RgbImage};
+use pslg_cfpg::{PixelBox, clamp_box};
+use pslg_mbo::Trimap;
+use pslg_sam::{Prompt, Sam, SamPredictor};
+use std::time::Instant;
+
+/// Parameters of [`SamSegmenter`] besides the CFPG / MBO ones (which come from a [`BoxSegmenter`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamSegmenterParams {
+    /// MBO's confident interior: SAM's mask eroded by this many pixels (L∞) starts as probable foreground
+    /// core; `0` keeps the whole mask.
+    pub erode_radius: u8,
+    /// Pixels farther than this outside SAM's mask are fixed background; the band in between may flip.
+    pub band_radius: u8,
+    /// Give SAM the CFPG point as a foreground point besides the box (the PSLG-SAM prompt). `false`: box
+    /// only (ablation).
+    pub point_prompt: bool,
+}
+
+impl Default for SamSegmenterParams {
+    fn default() -> Self {
+        Self {
+            erode_radius: 2,
+            band_radius: 6,
+            point_prompt: true,
+        }
+    }
+}
+
+/// Box → mask with SAM: [`SamSegmenter::set_image`] encodes an image once, then each
+/// [`SamSegmenter::segment`] call runs CFPG on the box, prompts SAM with the box and the CFPG point, keeps
+/// SAM's best mask inside the box and — when the [`BoxSegmenter`] has MBO — refines it with MBO initialised
+/// from it (`Trimap::from_mask`, outside the box fixed background, the CFPG point's disk fixed foreground).
+/// When MBO keeps less than `min_keep_fraction` of SAM's mask, SAM's mask is returned
+/// ([`BoxMask::collapsed`]); when SAM's mask is empty, the weight-free box path runs instead.
+#[derive(Debug)]
+pub struct SamSegmenter<B: Backend> {
+    predictor: SamPredictor<B>,
+    stages: BoxSegmenter,
+    params: SamSegmenterParams,
+    image_size: Option<(u32, u32)>,
+}
+
+impl<B: Backend> SamSegmenter<B> {
+    /// Combines a loaded SAM with the CFPG / MBO stages of `stages`.
+    pub fn new(
+        sam: Sam<B>,
+        device: B::Device,
+        stages: BoxSegmenter,
+        params: SamSegmenterParams,
+    ) -> Self {
+        Self {
+            predictor: SamPredictor::new(sam, device),
+            stages,
+            params,
+            image_size: None,
+        }
+    }
+
+    /// The CFPG / MBO stages.
+    pub fn stages(&self) -> &BoxSegmenter {
+        &self.stages
+    }
+
+    /// Encodes `image` (SAM's image encoder, the expensive part); every following [`SamSegmenter::segment`]
+    /// call must pass the same image.
+    ///
+    /// # Errors
+    /// [`PslgError::Sam`] for an empty image.
+    pub fn set_image(&mut self, image: &RgbImage) -> Result<(), PslgError> {
+        self.predictor.set_image(image)?;
+        self.image_size = Some(image.dimensions());
+        Ok(())
+    }
+
+    /// Segments the object in `bbox` (pixels, `x2`/`y2` exclusive) of the image last given to
+    /// [`SamSegmenter::set_image`].
+    ///
+    /// # Errors
+    /// [`PslgError::Sam`] when no image (or another size) was set; [`PslgError::Cfpg`] for a degenerate or
+    /// outside box; [`PslgError::Mbo`] from the refinement.
+    pub fn segment(&self, image: &RgbImage, bbox: PixelBox) -> Result<BoxMask, PslgError> {
+        let (w, h) = image.dimensions();
+        if self.image_size != Some((w, h)) {
+            return Err(PslgError::Sam(pslg_sam::SamError::NoImage));
+        }
+        let roi = clamp_box(bbox, w, h)?;
+        let mut timings = StageTimings::default();
+        let t = Instant::now();
+        let point = self
+            .stages
+            .cfpg
+            .as_ref()
+            .map(|g| g.generate(image, bbox))
+            .transpose()?;
+        timings.cfpg = t.elapsed();
+
+        let t = Instant::now();
+        let (x1, y1) = (roi.x as f32, roi.y as f32);
+        let (x2, y2) = ((roi.x + roi.width) as f32, (roi.y + roi.height) as f32);
+        // The official predictor's boxes are pixel coordinates of the corners; pslg's x2/y2 are exclusive.
+        let mut prompt = Prompt::default().with_box([x1, y1, x2 - 1.0, y2 - 1.0]);
+        if self.params.point_prompt
+            && let Some(p) = point.as_ref().filter(|p| !p.is_fallback())
+        {
+            prompt = prompt.with_point([p.x as f32, p.y as f32], 1);
+        }
+        let prediction = self.predictor.predict(&prompt, false)?;
+        // SAM's mask inside the box (the referring box bounds the object, as in the box path).
+        let full = prediction.best_mask();
+        let mut sam_mask = GrayImage::new(w, h);
+        let mut sam_area = 0usize;
+        for y in roi.y..roi.y + roi.height {
+            for x in roi.x..roi.x + roi.width {
+                if full.get_pixel(x, y)[0] != 0 {
+                    sam_mask.put_pixel(x, y, Luma([255]));
+                    sam_area += 1;
+                }
+            }
+        }
+        timings.sam = t.elapsed();
+
+        let Some(refiner) = &self.stages.mbo else {
+            return Ok(BoxMask {
+                mask: sam_mask,
+                roi,
+                point,
+                refinement: None,
+                collapsed: false,
+                timings,
+            });
+        };
+        if sam_area == 0 {
+            // SAM found nothing: the weight-free path from the box.
+            let mut out = self.stages.segment(image, bbox)?;
+            out.timings.sam = timings.sam;
+            return Ok(out);
+        }
+        let t = Instant::now();
+        let margin = self.stages.context_margin(roi.width.max(roi.height));
+        let cx0 = roi.x.saturating_sub(margin);
+        let cy0 = roi.y.saturating_sub(margin);
+        let cx1 = (roi.x + roi.width).saturating_add(margin).min(w);
+        let cy1 = (roi.y + roi.height).saturating_add(margin).min(h);
+        let crop = image::imageops::crop_imm(image, cx0, cy0, cx1 - cx0, cy1 - cy0).to_image();
+        let crop_mask =
+            image::imageops::crop_imm(&sam_mask, cx0, cy0, cx1 - cx0, cy1 - cy0).to_image();
+        let mut trimap = Trimap::from_mask(
+            &crop_mask,
+            self.params.erode_radius,
+            self.params.band_radius,
+            false,
+        );
+        // Outside the box is background, as in the box path.
+        trimap.set_background_outside(pslg_cfpg::Roi {
+            x: roi.x - cx0,
+            y: roi.y - cy0,
+            ..roi
+        });
+        if let Some(p) = point.as_ref().filter(|p| !p.is_fallback()) {
+            let r = (self.stages.params().seed_radius_fraction
+                * f64::from(roi.width.min(roi.height)))
+            .max(1.0);
+            trimap.set_foreground_disk(p.x - f64::from(cx0), p.y - f64::from(cy0), r);
+        }
+        let refinement = refiner.refine(&crop, &trimap)?;
+        let mut mask = GrayImage::new(w, h);
+        let mut kept = 0usize;
+        for y in roi.y..roi.y + roi.height {
+            for x in roi.x..roi.x + roi.width {
+                if refinement.mask.get_pixel(x - cx0, y - cy0)[0] != 0 {
+                    mask.put_pixel(x, y, Luma([255]));
+                    kept += 1;
+                }
+            }
+        }
+        // MBO collapsing far below SAM's mask (inside the box) is GrabCut's failure mode: keep SAM's mask.
+        let collapsed = (kept as f64) < self.stages.params().min_keep_fraction * sam_area as f64;
+        if collapsed {
+            mask = sam_mask;
+        }
+        timings.mbo = t.elapsed();
+        Ok(BoxMask {
+            mask,
+            roi,
+            point,
+            refinement: Some(refinement),
+            collapsed,
+            timings,
+        })
+    }
+}
