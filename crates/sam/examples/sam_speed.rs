@@ -12,6 +12,9 @@ use std::time::Instant;
 
 type B = NdArray<f32>;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Multiply-adds ×2 of the ViT encoder's matmuls and convolutions at its input size.
 fn encoder_flops(c: &SamConfig) -> f64 {
     let g = c.grid() as f64;
@@ -53,6 +56,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let image = image::RgbImage::from_fn(640, 480, |x, y| {
         image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
     });
+    if std::env::var("SAM_SPEED_BLOCKS").is_ok() {
+        // One windowed and one global block on a (1, grid, grid, embed) input.
+        let g = cfg.grid();
+        let x = burn::tensor::Tensor::<B, 4>::random(
+            [1, g, g, cfg.embed_dim],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        for (i, blk) in sam.image_encoder.blocks.iter().enumerate().take(3) {
+            let t = Instant::now();
+            let y = blk.forward(x.clone());
+            let _ = y.into_data();
+            eprintln!("block {i}: {:?}", t.elapsed());
+        }
+        let t = Instant::now();
+        let y = sam
+            .image_encoder
+            .patch_embed
+            .forward(burn::tensor::Tensor::<B, 4>::zeros(
+                [1, 3, cfg.image_size, cfg.image_size],
+                &device,
+            ));
+        let _ = y.into_data();
+        eprintln!("patch embed: {:?}", t.elapsed());
+        return Ok(());
+    }
     let mut p = SamPredictor::new(sam, device);
     let mut enc = Vec::new();
     for _ in 0..rounds {

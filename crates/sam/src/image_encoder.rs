@@ -154,31 +154,43 @@ impl<B: Backend> Attention<B> {
         let k: Tensor<B, 3> = qkv.clone().narrow(0, 1, 1).reshape([b * heads, n, hd]);
         let v: Tensor<B, 3> = qkv.narrow(0, 2, 1).reshape([b * heads, n, hd]);
         let scale = (hd as f64).powf(-0.5);
-        let attn = (q.clone() * scale).matmul(k.swap_dims(1, 2));
-        // Decomposed relative position: rel_h[b, i, j, k] = q[b, i, j, :] · Rh[i, k, :] (unscaled q).
         let bh = b * heads;
         let rh = rel_pos(self.rel_pos_h.val(), h); // (h, h_k, hd)
         let rw = rel_pos(self.rel_pos_w.val(), w); // (w, w_k, hd)
-        let r_q = q.reshape([bh, h, w, hd]);
-        let rel_h = r_q
-            .clone()
-            .permute([1, 0, 2, 3])
-            .reshape([h, bh * w, hd])
-            .matmul(rh.swap_dims(1, 2))
-            .reshape([h, bh, w, h])
-            .permute([1, 0, 2, 3]); // (bh, h, w, h_k)
-        let rel_w = r_q
-            .permute([2, 0, 1, 3])
-            .reshape([w, bh * h, hd])
-            .matmul(rw.swap_dims(1, 2))
-            .reshape([w, bh, h, w])
-            .permute([1, 2, 0, 3]); // (bh, h, w, w_k)
-        let attn = attn.reshape([bh, h, w, h, w])
-            + rel_h.reshape([bh, h, w, h, 1])
-            + rel_w.reshape([bh, h, w, 1, w]);
-        let attn = softmax(attn.reshape([bh, n, n]), 2);
-        let out = attn
-            .matmul(v)
+        // Heads are processed in chunks of at most ~16 M attention entries: the (N × N) matrices of global
+        // attention (12 × 4096² for ViT-B) are never all in memory, and each chunk's temporaries are reused.
+        let chunk = ((16usize << 20) / (n * n)).clamp(1, bh);
+        let mut outs = Vec::with_capacity(bh.div_ceil(chunk));
+        let mut start = 0;
+        while start < bh {
+            let m = chunk.min(bh - start);
+            let q = q.clone().narrow(0, start, m);
+            let k = k.clone().narrow(0, start, m);
+            let v = v.clone().narrow(0, start, m);
+            let attn = (q.clone() * scale).matmul(k.swap_dims(1, 2));
+            // Decomposed relative position: rel_h[b, i, j, k] = q[b, i, j, :] · Rh[i, k, :] (unscaled q).
+            let r_q = q.reshape([m, h, w, hd]);
+            let rel_h = r_q
+                .clone()
+                .permute([1, 0, 2, 3])
+                .reshape([h, m * w, hd])
+                .matmul(rh.clone().swap_dims(1, 2))
+                .reshape([h, m, w, h])
+                .permute([1, 0, 2, 3]); // (m, h, w, h_k)
+            let rel_w = r_q
+                .permute([2, 0, 1, 3])
+                .reshape([w, m * h, hd])
+                .matmul(rw.clone().swap_dims(1, 2))
+                .reshape([w, m, h, w])
+                .permute([1, 2, 0, 3]); // (m, h, w, w_k)
+            let attn = attn.reshape([m, h, w, h, w])
+                + rel_h.reshape([m, h, w, h, 1])
+                + rel_w.reshape([m, h, w, 1, w]);
+            let attn = softmax(attn.reshape([m, n, n]), 2);
+            outs.push(attn.matmul(v));
+            start += m;
+        }
+        let out = Tensor::cat(outs, 0)
             .reshape([b, heads, h, w, hd])
             .permute([0, 2, 3, 1, 4])
             .reshape([b, h, w, c]);
