@@ -366,13 +366,7 @@ fn map_box(
             image.display()
         );
     };
-    let v: Vec<f64> = text
-        .split(',')
-        .map(|s| s.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .ok()
-        .filter(|v: &Vec<f64>| v.len() == 4 && v.iter().all(|x| x.is_finite()))
-        .with_context(|| format!("--box-map {text:?} is not minx,miny,maxx,maxy (4 numbers)"))?;
+    let v = parse_numbers(text, 4, "--box-map minx,miny,maxx,maxy:")?;
     let (c0, r0) = g.transform.map_to_pixel(v[0], v[1])?;
     let (c1, r1) = g.transform.map_to_pixel(v[2], v[3])?;
     // Corners within 1e-6 pixel of a pixel edge are on it (map ↔ pixel round trips are not exact).
@@ -677,13 +671,14 @@ fn sam(a: SamArgs) -> Result<()> {
     sam_on::<burn_ndarray::NdArray>(&a, Default::default())
 }
 
-fn parse_numbers(text: &str, n: usize, what: &str) -> Result<Vec<f32>> {
-    let v: Vec<f32> = text
+/// `n` finite comma-separated numbers (f64: map coordinates need it).
+fn parse_numbers(text: &str, n: usize, what: &str) -> Result<Vec<f64>> {
+    let v: Vec<f64> = text
         .split(',')
-        .map(|s| s.trim().parse::<f32>())
+        .map(|s| s.trim().parse::<f64>())
         .collect::<Result<_, _>>()
         .ok()
-        .filter(|v: &Vec<f32>| v.len() == n && v.iter().all(|x| x.is_finite()))
+        .filter(|v: &Vec<f64>| v.len() == n && v.iter().all(|x| x.is_finite()))
         .with_context(|| format!("{what} {text:?} is not {n} comma-separated numbers"))?;
     Ok(v)
 }
@@ -696,11 +691,11 @@ fn sam_on<B: burn::tensor::backend::Backend>(a: &SamArgs, device: B::Device) -> 
         if v[2] != 0.0 && v[2] != 1.0 {
             bail!("--point {p:?}: the label must be 1 (foreground) or 0 (background)");
         }
-        prompt = prompt.with_point([v[0], v[1]], v[2] as i32);
+        prompt = prompt.with_point([v[0] as f32, v[1] as f32], v[2] as i32);
     }
     if let Some(b) = &a.bbox {
         let v = parse_numbers(b, 4, "--box")?;
-        prompt = prompt.with_box([v[0], v[1], v[2], v[3]]);
+        prompt = prompt.with_box([v[0] as f32, v[1] as f32, v[2] as f32, v[3] as f32]);
     }
     if let Some(path) = &a.mask_input {
         let (values, shape) = npy::read_f32(path)?;
@@ -760,7 +755,8 @@ fn sam_on<B: burn::tensor::backend::Backend>(a: &SamArgs, device: B::Device) -> 
         &[1, out.num_masks],
     )?;
     let best = out.best_index();
-    save_mask(&out.best_mask(), &a.out_dir.join("mask.png"))?;
+    let best_mask = out.mask(best);
+    save_mask(&best_mask, &a.out_dir.join("mask.png"))?;
     say!(
         "image encoded in {:.1} ms, prompt decoded in {:.1} ms; {} mask(s), IoU predictions {:?}; best #{best} written to {} ({} foreground pixels)",
         ms(encode),
@@ -768,7 +764,7 @@ fn sam_on<B: burn::tensor::backend::Backend>(a: &SamArgs, device: B::Device) -> 
         out.num_masks,
         out.iou,
         a.out_dir.join("mask.png").display(),
-        out.best_mask().pixels().filter(|p| p[0] != 0).count()
+        best_mask.pixels().filter(|p| p[0] != 0).count()
     );
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The full stage 2 of PSLG-SAM: box → CFPG point → SAM (box + point prompt) → MBO refinement of SAM's mask.
 
+use crate::segment::paste_in_box;
 use crate::{BoxMask, BoxSegmenter, PslgError, StageTimings};
 use burn::tensor::backend::Backend;
-use image::{GrayImage, Luma, RgbImage};
+use image::RgbImage;
 use pslg_cfpg::{PixelBox, clamp_box};
 use pslg_mbo::Trimap;
 use pslg_sam::{Prompt, Sam, SamPredictor};
@@ -111,17 +112,7 @@ impl<B: Backend> SamSegmenter<B> {
         }
         let prediction = self.predictor.predict(&prompt, false)?;
         // SAM's mask inside the box (the referring box bounds the object, as in the box path).
-        let full = prediction.best_mask();
-        let mut sam_mask = GrayImage::new(w, h);
-        let mut sam_area = 0usize;
-        for y in roi.y..roi.y + roi.height {
-            for x in roi.x..roi.x + roi.width {
-                if full.get_pixel(x, y)[0] != 0 {
-                    sam_mask.put_pixel(x, y, Luma([255]));
-                    sam_area += 1;
-                }
-            }
-        }
+        let (sam_mask, sam_area) = paste_in_box(&prediction.best_mask(), (0, 0), roi, (w, h));
         timings.sam = t.elapsed();
 
         let Some(refiner) = &self.stages.mbo else {
@@ -141,14 +132,11 @@ impl<B: Backend> SamSegmenter<B> {
             return Ok(out);
         }
         let t = Instant::now();
-        let margin = self.stages.context_margin(roi.width.max(roi.height));
-        let cx0 = roi.x.saturating_sub(margin);
-        let cy0 = roi.y.saturating_sub(margin);
-        let cx1 = (roi.x + roi.width).saturating_add(margin).min(w);
-        let cy1 = (roi.y + roi.height).saturating_add(margin).min(h);
-        let crop = image::imageops::crop_imm(image, cx0, cy0, cx1 - cx0, cy1 - cy0).to_image();
+        let ctx = self.stages.context_crop(roi, w, h);
+        let (cx0, cy0) = (ctx.x, ctx.y);
+        let crop = image::imageops::crop_imm(image, cx0, cy0, ctx.width, ctx.height).to_image();
         let crop_mask =
-            image::imageops::crop_imm(&sam_mask, cx0, cy0, cx1 - cx0, cy1 - cy0).to_image();
+            image::imageops::crop_imm(&sam_mask, cx0, cy0, ctx.width, ctx.height).to_image();
         let mut trimap = Trimap::from_mask(
             &crop_mask,
             self.params.erode_radius,
@@ -168,16 +156,7 @@ impl<B: Backend> SamSegmenter<B> {
             trimap.set_foreground_disk(p.x - f64::from(cx0), p.y - f64::from(cy0), r);
         }
         let refinement = refiner.refine(&crop, &trimap)?;
-        let mut mask = GrayImage::new(w, h);
-        let mut kept = 0usize;
-        for y in roi.y..roi.y + roi.height {
-            for x in roi.x..roi.x + roi.width {
-                if refinement.mask.get_pixel(x - cx0, y - cy0)[0] != 0 {
-                    mask.put_pixel(x, y, Luma([255]));
-                    kept += 1;
-                }
-            }
-        }
+        let (mut mask, kept) = paste_in_box(&refinement.mask, (cx0, cy0), roi, (w, h));
         // MBO collapsing far below SAM's mask (inside the box) is GrabCut's failure mode: keep SAM's mask.
         let collapsed = (kept as f64) < self.stages.params().min_keep_fraction * sam_area as f64;
         if collapsed {

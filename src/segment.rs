@@ -136,6 +136,21 @@ impl BoxSegmenter {
         ((self.params.margin_fraction * f64::from(side)) as u32).max(self.params.min_margin)
     }
 
+    /// The context crop MBO works on around `roi` in a `w × h` image: [`Self::context_margin`] on each side,
+    /// clamped to the image.
+    pub(crate) fn context_crop(&self, roi: Roi, w: u32, h: u32) -> Roi {
+        let margin = self.context_margin(roi.width.max(roi.height));
+        let (x0, y0) = (roi.x.saturating_sub(margin), roi.y.saturating_sub(margin));
+        let x1 = (roi.x + roi.width).saturating_add(margin).min(w);
+        let y1 = (roi.y + roi.height).saturating_add(margin).min(h);
+        Roi {
+            x: x0,
+            y: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        }
+    }
+
     /// Segments the object in `bbox` (pixels, `x2`/`y2` exclusive; clamped to the image).
     ///
     /// # Errors
@@ -173,12 +188,8 @@ impl BoxSegmenter {
         };
 
         let t = Instant::now();
-        let margin = self.context_margin(roi.width.max(roi.height));
-        let cx0 = roi.x.saturating_sub(margin);
-        let cy0 = roi.y.saturating_sub(margin);
-        let cx1 = (roi.x + roi.width).saturating_add(margin).min(w);
-        let cy1 = (roi.y + roi.height).saturating_add(margin).min(h);
-        let (crop_w, crop_h) = (cx1 - cx0, cy1 - cy0);
+        let ctx = self.context_crop(roi, w, h);
+        let (cx0, cy0, crop_w, crop_h) = (ctx.x, ctx.y, ctx.width, ctx.height);
         let mut crop = image::imageops::crop_imm(image, cx0, cy0, crop_w, crop_h).to_image();
         let max_px = self.params.max_mbo_box_pixels;
         let scale = if max_px > 0 && roi.area() > max_px {
@@ -232,18 +243,8 @@ impl BoxSegmenter {
         } else {
             refinement.mask.clone()
         };
-        // Outside the box is certainly background (rect initialisation), also after upscaling. Only the box
-        // is visited: the cost does not grow with the image.
-        let mut mask = GrayImage::new(w, h);
-        let mut kept = 0usize;
-        for y in roi.y..roi.y + roi.height {
-            for x in roi.x..roi.x + roi.width {
-                if crop_mask.get_pixel(x - cx0, y - cy0)[0] != 0 {
-                    mask.put_pixel(x, y, Luma([255]));
-                    kept += 1;
-                }
-            }
-        }
+        // Outside the box is certainly background (rect initialisation), also after upscaling.
+        let (mut mask, kept) = paste_in_box(&crop_mask, (cx0, cy0), roi, (w, h));
         let collapsed = (kept as f64) < self.params.min_keep_fraction * roi.area() as f64;
         if collapsed {
             mask = box_mask();
@@ -258,6 +259,27 @@ impl BoxSegmenter {
             timings,
         })
     }
+}
+
+/// A `size` (w, h) mask holding the nonzero pixels of `src` (whose pixel (0, 0) sits at `origin`) that fall
+/// inside `roi`, and their count. Only the box is visited: the cost does not grow with the image.
+pub(crate) fn paste_in_box(
+    src: &GrayImage,
+    origin: (u32, u32),
+    roi: Roi,
+    size: (u32, u32),
+) -> (GrayImage, usize) {
+    let mut mask = GrayImage::new(size.0, size.1);
+    let mut kept = 0usize;
+    for y in roi.y..roi.y + roi.height {
+        for x in roi.x..roi.x + roi.width {
+            if src.get_pixel(x - origin.0, y - origin.1)[0] != 0 {
+                mask.put_pixel(x, y, Luma([255]));
+                kept += 1;
+            }
+        }
+    }
+    (mask, kept)
 }
 
 #[cfg(test)]

@@ -384,13 +384,10 @@ mod tests {
     }
 
     fn iou(a: &GrayImage, b: &GrayImage) -> f64 {
-        let (mut i, mut u) = (0u64, 0u64);
-        for (p, q) in a.pixels().zip(b.pixels()) {
-            let (x, y) = (p[0] != 0, q[0] != 0);
-            i += u64::from(x && y);
-            u += u64::from(x || y);
-        }
-        i as f64 / u as f64
+        let fg = |v: &u8| *v != 0;
+        pslg_metrics::mask_stats_by(a.as_raw(), b.as_raw(), fg, fg)
+            .expect("same size")
+            .iou()
     }
 
     #[test]

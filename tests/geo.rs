@@ -322,12 +322,10 @@ fn seam_scene() -> (image::RgbImage, image::GrayImage) {
 }
 
 fn iou(a: &image::GrayImage, b: &image::GrayImage) -> f64 {
-    let (mut i, mut u) = (0u64, 0u64);
-    for (p, q) in a.pixels().zip(b.pixels()) {
-        i += u64::from(p[0] != 0 && q[0] != 0);
-        u += u64::from(p[0] != 0 || q[0] != 0);
-    }
-    i as f64 / u as f64
+    let fg = |v: &u8| *v != 0;
+    pslg::metrics::mask_stats_by(a.as_raw(), b.as_raw(), fg, fg)
+        .expect("same size")
+        .iou()
 }
 
 /// `--tile` on a block-tiled (64×64 blocks), 16-bit GeoTIFF made by `gdal_translate`, with the object
