@@ -1,0 +1,93 @@
+//! Errors of the grounding crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong loading LQVG, tokenising a sentence, grounding it or reading a dataset.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroundingError {
+    /// The checkpoint file could not be read as a PyTorch or safetensors state dict.
+    #[error(
+        "cannot read grounding checkpoint {path}: {reason} (expected an LQVG checkpoint.pth, a safetensors \
+         export of its state dict, or a BERT/RoBERTa model.safetensors; a truncated download gives this error, \
+         download it again)"
+    )]
+    ReadCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        reason: String,
+    },
+    /// The checkpoint lacks a tensor the architecture needs.
+    #[error("checkpoint {path} has no tensor `{key}` (shape {expected:?} expected); is it the right model?")]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// State-dict key.
+        key: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+    },
+    /// The checkpoint has a tensor the architecture does not use.
+    #[error("checkpoint {path} has an unexpected tensor `{key}` of shape {shape:?} (not part of {what})")]
+    UnexpectedTensor {
+        /// The file.
+        path: PathBuf,
+        /// State-dict key.
+        key: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The architecture it was compared with.
+        what: String,
+    },
+    /// A tensor's shape does not fit the architecture.
+    #[error(
+        "checkpoint {path}: tensor `{key}` has shape {found:?} but the architecture needs {expected:?}; the \
+         checkpoint does not match the configuration"
+    )]
+    ShapeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// State-dict key.
+        key: String,
+        /// Shape in the file.
+        found: Vec<usize>,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+    },
+    /// A configuration value is invalid, cannot be inferred, or a config file is unreadable.
+    #[error("invalid grounding configuration: {0}")]
+    Config(String),
+    /// The tokenizer file could not be loaded or failed on a sentence.
+    #[error("tokenizer {path}: {reason}")]
+    Tokenizer {
+        /// The tokenizer.json file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The sentence or token ids are unusable (empty, too long, ids outside the vocabulary).
+    #[error("invalid text input: {0}")]
+    Text(String),
+    /// The image is unusable (no pixels).
+    #[error("invalid image for grounding: {0}")]
+    Image(String),
+    /// A dataset file is malformed.
+    #[error("{path}:{line}: {reason}")]
+    Dataset {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when the error is not tied to a line).
+        line: usize,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
