@@ -1,21 +1,49 @@
 //! Visual grounding for PSLG-SAM: LQVG (language queries for visual grounding) in
 //! [Burn](https://burn.dev) — an image and a referring sentence in, a bounding box out.
 //!
+//! * [`Lqvg`]: ResNet backbone with frozen BatchNorm, BERT-family text encoder, multi-scale
+//!   vision–language fusion, deformable-DETR encoder and decoder with language queries, class and box heads.
+//!   [`Lqvg::load`] reads the official checkpoint unmodified (one key table, typed errors naming any
+//!   missing, unexpected or mis-shaped tensor).
+//! * [`Grounder`]: the official test preprocessing (letterbox with OpenCV's `INTER_AREA` reproduced, pad
+//!   colour, ImageNet normalisation) and the letterbox undone on the chosen query's box.
 //! * [`TextEncoder`] + [`TextTokenizer`]: BERT-family text encoders (RoBERTa as in the official code,
 //!   BERT/MiniLM as the paper names) from HuggingFace weights and `tokenizer.json`, sizes and epsilons read
 //!   from the model's `config.json` ([`TextConfig`]).
+//! * [`ms_deform_attn_core`]: multi-scale deformable attention with the semantics of the official PyTorch
+//!   fallback, differentiable in all its inputs.
 //!
 //! The port follows the official LQVG code (LANMNG/LQVG), which builds on Deformable DETR and ReferFormer,
 //! module by module; see `NOTICES.md` and `docs/grounding.md`.
 
+mod attention;
+mod backbone;
 mod config;
+pub mod cv_resize;
+mod deform;
 mod error;
+mod grounder;
 mod load;
+mod model;
+pub mod position;
 mod text;
+mod transformer;
 
+pub use attention::{TorchMultiheadAttention, VisionLanguageFusion};
+pub use backbone::{Bottleneck, Downsample, FrozenBatchNorm2d, ResNet};
 pub use config::{LqvgConfig, ResNetConfig, TextConfig, TextFamily};
+pub use deform::{MsDeformAttn, ReferencePoints, ms_deform_attn_core};
 pub use error::GroundingError;
+pub use grounder::{
+    Grounder, Grounding, INPUT_SIZE, Letterbox, MEAN, PAD_COLOUR, QueryBox, STD, letterbox,
+    normalise, normalise_caption,
+};
+pub use model::{FeatureResizer, InputProj, Lqvg, LqvgOutput, Poolout, query_scores};
 pub use text::{
     DenseNorm, Intermediate, Pooler, TextAttention, TextEmbeddings, TextEncoder, TextLayer,
     TextSelfAttention, TextStack, TextTokenizer, TokenBatch,
+};
+pub use transformer::{
+    Decoder, DecoderLayer, DeformableTransformer, Encoder, EncoderLayer, Levels, Mlp,
+    inverse_sigmoid, refine,
 };

@@ -17,7 +17,8 @@ use std::path::Path;
 /// children, DETR's `Joiner` nests the ResNet as `backbone.0.body`; this port names them.
 /// (official fragment, port fragment)
 pub(crate) const KEY_MAP: &[(&str, &str)] = &[
-    (".LayerNorm.", ".layer_norm."),
+    ("embeddings.LayerNorm.", "embeddings.layer_norm."),
+    (".output.LayerNorm.", ".output.layer_norm."),
     (".attention.self.", ".attention.self_attn."),
     ("backbone.0.body.", "backbone."),
     (".downsample.0.", ".downsample.conv."),
