@@ -2,7 +2,12 @@
 """Reference outputs of the official LQVG code (github.com/LANMNG/LQVG, commit 6e26403) on random weights,
 for the Rust port's parity tests.
 
-Usage: python3 scripts/lqvg_reference.py LQVG_CHECKOUT {tiny,full} OUT_DIR
+Usage: python3 scripts/lqvg_reference.py LQVG_CHECKOUT {tiny,full,ops} OUT_DIR
+
+`ops` writes the operator fixtures instead: the deformable-attention core (`ms_deform_attn_core_pytorch`) on
+random values, locations (some outside [0, 1]) and weights, and the official `letterbox` (cv2 INTER_AREA) of
+random images covering every resize path (same size, integer shrink by 2 and 3, fractional shrink,
+enlargement).
 
 Needs torch, torchvision, transformers, einops, opencv-python-headless, scipy. The official code is imported
 from LQVG_CHECKOUT unchanged; only what cannot run on a CPU without downloads is patched here, at run time:
@@ -61,12 +66,47 @@ CASES = {
 }
 
 
+def ops(lqvg, out):
+    """Operator fixtures: deformable-attention core and letterbox."""
+    sys.path.insert(0, os.path.abspath(lqvg))
+    stub_modules()
+    import cv2
+    from models.ops.functions.ms_deform_attn_func import ms_deform_attn_core_pytorch
+    from util.transforms import letterbox
+
+    os.makedirs(out, exist_ok=True)
+    g = torch.Generator().manual_seed(3)
+    shapes = [(5, 7), (3, 4), (2, 2)]
+    n, m, d, lq, p = 2, 2, 3, 6, 3
+    s = sum(h * w for h, w in shapes)
+    value = torch.randn(n, s, m, d, generator=g)
+    loc = torch.rand(n, lq, m, len(shapes), p, 2, generator=g) * 1.4 - 0.2
+    weights = torch.softmax(torch.randn(n, lq, m, len(shapes) * p, generator=g), -1).view(n, lq, m, len(shapes), p)
+    outp = ms_deform_attn_core_pytorch(value, torch.tensor(shapes), loc, weights)
+    for name, t in [("value", value), ("locations", loc), ("weights", weights), ("output", outp)]:
+        np.save(os.path.join(out, f"deform_{name}.npy"), t.numpy().astype(np.float32))
+    cases = []
+    rng = np.random.default_rng(4)
+    for i, (w, h, size) in enumerate([(200, 150, 128), (256, 256, 128), (384, 120, 128), (90, 128, 128),
+                                      (50, 37, 128), (130, 129, 128), (320, 320, 250)]):
+        img = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        boxed, _, ratio, dw, dh = letterbox(img, None, size)
+        cv2.imwrite(os.path.join(out, f"letterbox_{i}_in.png"), img[:, :, ::-1])
+        cv2.imwrite(os.path.join(out, f"letterbox_{i}_out.png"), boxed[:, :, ::-1])
+        cases.append({"size": size, "ratio": ratio, "dw": dw, "dh": dh})
+    with open(os.path.join(out, "letterbox.json"), "w") as f:
+        json.dump({"shapes": shapes, "points": p, "cases": cases}, f, indent=1)
+    print(f"ops fixtures -> {out}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("lqvg")
-    ap.add_argument("config", choices=sorted(CONFIGS))
+    ap.add_argument("config", choices=sorted(CONFIGS) + ["ops"])
     ap.add_argument("out")
     a = ap.parse_args()
+    if a.config == "ops":
+        return ops(a.lqvg, a.out)
     cfg = CONFIGS[a.config]
     os.makedirs(a.out, exist_ok=True)
     sys.path.insert(0, os.path.abspath(a.lqvg))
