@@ -10,6 +10,7 @@
 //! * [`TextEncoder`] + [`TextTokenizer`]: BERT-family text encoders (RoBERTa as in the official code,
 //!   BERT/MiniLM as the paper names) from HuggingFace weights and `tokenizer.json`, sizes and epsilons read
 //!   from the model's `config.json` ([`TextConfig`]).
+//! * [`DiorRsvg`], [`read_rsvg_hr`]: the grounding datasets, typed errors naming file and line.
 //! * [`ms_deform_attn_core`]: multi-scale deformable attention with the semantics of the official PyTorch
 //!   fallback, differentiable in all its inputs.
 //!
@@ -26,6 +27,7 @@ mod grounder;
 mod load;
 mod model;
 pub mod position;
+mod readers;
 mod text;
 mod transformer;
 
@@ -39,6 +41,7 @@ pub use grounder::{
     normalise, normalise_caption,
 };
 pub use model::{FeatureResizer, InputProj, Lqvg, LqvgOutput, Poolout, query_scores};
+pub use readers::{DiorRsvg, GroundingSample, XmlOrder, read_rsvg_hr};
 pub use text::{
     DenseNorm, Intermediate, Pooler, TextAttention, TextEmbeddings, TextEncoder, TextLayer,
     TextSelfAttention, TextStack, TextTokenizer, TokenBatch,
