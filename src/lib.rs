@@ -33,6 +33,7 @@ pub mod tile;
 
 pub use pslg_cfpg as cfpg;
 pub use pslg_geo as geo;
+pub use pslg_grounding as grounding;
 pub use pslg_mbo as mbo;
 pub use pslg_metrics as metrics;
 pub use pslg_sam as sam;
@@ -139,4 +140,7 @@ pub enum PslgError {
     /// SAM error (checkpoint, prompt, image).
     #[error(transparent)]
     Sam(#[from] pslg_sam::SamError),
+    /// Grounding error (checkpoint, tokenizer, sentence, dataset).
+    #[error(transparent)]
+    Grounding(#[from] pslg_grounding::GroundingError),
 }

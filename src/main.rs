@@ -6,6 +6,8 @@
 //!              [--overlay OUT.png] [--no-cfpg] [--no-mbo]
 //! pslg batch   --cases CASES.jsonl --out-dir DIR [--no-cfpg] [--no-mbo] [--threads N]
 //! pslg eval    --cases CASES.jsonl --pred-dir DIR [--table]
+//! pslg sam     --checkpoint SAM.pth --image IMG [--box ...] [--point x,y,l]... --out-dir DIR
+//! pslg ground  --checkpoint LQVG.pth --image IMG (--tokenizer TOKENIZER.json --text TEXT | --token-ids 0,...,2)
 //! ```
 
 use anyhow::{Context, Result, bail};
@@ -55,6 +57,43 @@ enum Command {
     Eval(EvalArgs),
     /// Run Segment Anything (official checkpoint) on one image with point / box / mask prompts.
     Sam(SamArgs),
+    /// Ground a sentence in an image with LQVG (official checkpoint): prints the box as one JSON line.
+    Ground(GroundArgs),
+}
+
+#[derive(Args)]
+struct GroundArgs {
+    /// LQVG checkpoint: the official checkpoint.pth (its `model` entry), a bare state dict, or a
+    /// .safetensors export; the architecture is read from its tensor shapes.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Input image (PNG, JPEG, TIFF; see `segment`).
+    #[arg(long)]
+    image: PathBuf,
+    /// The referring sentence (lower-cased and whitespace-collapsed as the official code does).
+    #[arg(long, required_unless_present = "token_ids", conflicts_with = "token_ids")]
+    text: Option<String>,
+    /// HuggingFace tokenizer.json of the text encoder (roberta-base's for the official model).
+    #[arg(long, required_unless_present = "token_ids")]
+    tokenizer: Option<PathBuf>,
+    /// Token ids with the special tokens, e.g. `0,627,1104,2` (instead of --text and --tokenizer).
+    #[arg(long, value_name = "ID,ID,...")]
+    token_ids: Option<String>,
+    /// The text encoder's HuggingFace config.json (epsilons and head count are not in the checkpoint).
+    /// Default: config.json next to --tokenizer if there is one, else roberta-base's values.
+    #[arg(long)]
+    text_config: Option<PathBuf>,
+    /// Attention heads of the transformer and fusion modules (8 in the official model; not in the shapes).
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    /// Side of the square letterboxed input (800 in the official test code).
+    #[arg(long, default_value_t = pslg::grounding::INPUT_SIZE)]
+    input_size: usize,
+    /// Run on the CUDA GPU (build with `--features cuda`).
+    #[arg(long)]
+    cuda: bool,
+    #[command(flatten)]
+    image_flags: ImageFlags,
 }
 
 #[derive(Args)]
@@ -351,6 +390,7 @@ fn main() -> Result<()> {
         Command::Batch(a) => batch(a),
         Command::Eval(a) => eval(a),
         Command::Sam(a) => sam(a),
+        Command::Ground(a) => ground(a),
     }
 }
 
@@ -999,4 +1039,78 @@ fn print_table(s: &Summary) {
     for (k, v) in &s.per_category {
         say!("{:<22} {:>6} {:>7.2}", k, v.n, 100.0 * v.miou);
     }
+}
+
+fn ground(a: GroundArgs) -> Result<()> {
+    if a.cuda {
+        #[cfg(feature = "cuda")]
+        {
+            return ground_on::<burn::backend::Cuda>(&a, Default::default());
+        }
+        #[cfg(not(feature = "cuda"))]
+        bail!("--cuda needs a binary built with `--features cuda`");
+    }
+    ground_on::<burn_ndarray::NdArray>(&a, Default::default())
+}
+
+fn ground_on<B: burn::tensor::backend::Backend>(a: &GroundArgs, device: B::Device) -> Result<()> {
+    use pslg::grounding::{Grounder, Lqvg, TextConfig, TextTokenizer};
+    let text_config = match (&a.text_config, &a.tokenizer) {
+        (Some(p), _) => TextConfig::from_hf_json(p)?,
+        (None, Some(tok)) if tok.with_file_name("config.json").is_file() => {
+            TextConfig::from_hf_json(tok.with_file_name("config.json"))?
+        }
+        _ => {
+            eprintln!(
+                "pslg ground: no --text-config; using roberta-base's config (what the official LQVG loads)"
+            );
+            TextConfig::roberta_base()
+        }
+    };
+    let ids: Option<Vec<u32>> = match &a.token_ids {
+        None => None,
+        Some(t) => Some(
+            t.split(',')
+                .map(|s| s.trim().parse::<u32>())
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+                .filter(|v| !v.is_empty())
+                .with_context(|| {
+                    format!("--token-ids {t:?} is not a list of token ids like 0,627,1104,2")
+                })?,
+        ),
+    };
+    let tokenizer = match (&a.tokenizer, &ids) {
+        (Some(p), None) => Some(TextTokenizer::from_file(p)?),
+        _ => None,
+    };
+    let image = load_rgb_with(&a.image, &a.image_flags.options()?)?;
+    let t = Instant::now();
+    let model = Lqvg::<B>::load(&a.checkpoint, text_config, Some(a.heads), &device)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let grounder = Grounder::new(model, tokenizer, device).with_input_size(a.input_size);
+    let t = Instant::now();
+    let g = match (&ids, &a.text) {
+        (Some(ids), _) => grounder.predict_ids(&image, ids)?,
+        (None, Some(text)) => grounder.predict(&image, text)?,
+        (None, None) => bail!("give --text (with --tokenizer) or --token-ids"),
+    };
+    let predict_s = t.elapsed().as_secs_f64();
+    let queries: Vec<serde_json::Value> = g
+        .queries
+        .iter()
+        .map(|q| serde_json::json!({"box": q.box_xyxy, "score": q.score}))
+        .collect();
+    say!(
+        "{}",
+        serde_json::json!({
+            "box": g.box_xyxy,
+            "score": g.score,
+            "query": g.query,
+            "queries": queries,
+            "load_s": load_s,
+            "predict_s": predict_s,
+        })
+    );
+    Ok(())
 }

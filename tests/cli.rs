@@ -355,3 +355,79 @@ fn segment_and_batch_with_sam() {
     );
     assert!(d.join("pred/a.png").is_file() && d.join("pred/b.png").is_file());
 }
+
+#[test]
+fn ground_prints_the_official_box_as_json() {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/grounding/tests/fixtures/lqvg-tiny");
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.join("case_0.json")).unwrap()).unwrap();
+    let ids: Vec<String> = case["ids"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let ckpt = fx.join("checkpoint.pth");
+    let image = fx.join("image.png");
+    let config = fx.join("text_config.json");
+    let ids = ids.join(",");
+    let v = run_json(&[
+        "ground".as_ref(),
+        "--checkpoint".as_ref(),
+        ckpt.as_os_str(),
+        "--image".as_ref(),
+        image.as_os_str(),
+        "--token-ids".as_ref(),
+        ids.as_ref(),
+        "--text-config".as_ref(),
+        config.as_os_str(),
+        "--input-size".as_ref(),
+        "128".as_ref(),
+    ]);
+    assert_eq!(v["query"], case["query"]);
+    for k in 0..4 {
+        let got = v["box"][k].as_f64().unwrap();
+        let want = case["box_xyxy"][k].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-2, "box[{k}] {got} vs official {want}");
+    }
+    assert_eq!(v["queries"].as_array().unwrap().len(), 3);
+
+    // Bad input: an id outside the vocabulary, a non-checkpoint file, no text at all.
+    for args in [
+        vec!["--token-ids", "0,17,999,2"],
+        vec!["--token-ids", "0,x,2"],
+    ] {
+        let out = pslg()
+            .arg("ground")
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .arg("--image")
+            .arg(&image)
+            .arg("--text-config")
+            .arg(&config)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("token"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = pslg()
+        .args(["ground", "--token-ids", "0,5,2", "--checkpoint"])
+        .arg(&image)
+        .arg("--image")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read grounding checkpoint"));
+    let out = pslg()
+        .args(["ground", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--image")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no text and no ids must be refused");
+}
