@@ -99,22 +99,14 @@ def ops(lqvg, out):
     print(f"ops fixtures -> {out}")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("lqvg")
-    ap.add_argument("config", choices=sorted(CONFIGS) + ["ops"])
-    ap.add_argument("out")
-    a = ap.parse_args()
-    if a.config == "ops":
-        return ops(a.lqvg, a.out)
-    cfg = CONFIGS[a.config]
-    os.makedirs(a.out, exist_ok=True)
-    sys.path.insert(0, os.path.abspath(a.lqvg))
+def build(lqvg, config):
+    """The official LQVG model of `config` ("tiny" or "full") with perturbed random weights, in eval mode.
+    Returns (model, args, text_config, cfg)."""
+    cfg = CONFIGS[config]
+    sys.path.insert(0, os.path.abspath(lqvg))
     stub_modules()
     torch.manual_seed(0)
     np.random.seed(0)
-
-    import cv2
     import torchvision
     from transformers import RobertaConfig, RobertaModel
 
@@ -192,6 +184,23 @@ def main():
                 t.add_(0.1 * torch.randn(t.shape, generator=g))
             else:
                 t.add_(0.02 * torch.randn(t.shape, generator=g))
+
+    return model, args, text_config, cfg
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("lqvg")
+    ap.add_argument("config", choices=sorted(CONFIGS) + ["ops"])
+    ap.add_argument("out")
+    a = ap.parse_args()
+    if a.config == "ops":
+        return ops(a.lqvg, a.out)
+    os.makedirs(a.out, exist_ok=True)
+    model, args, text_config, cfg = build(a.lqvg, a.config)
+    import cv2
+    import torchvision
+    from util.transforms import letterbox
 
     sd = model.state_dict()
     torch.save({"model": sd, "args": args, "epoch": 0}, os.path.join(a.out, "checkpoint.pth"))
