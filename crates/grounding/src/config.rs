@@ -2,12 +2,12 @@
 //! and the whole LQVG model, with inference from checkpoint shapes.
 
 use crate::GroundingError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Which BERT-family text encoder: they differ only in how position ids are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TextFamily {
     /// BERT (and MiniLM): position ids `0, 1, 2, …`.
     Bert,
@@ -20,7 +20,7 @@ pub enum TextFamily {
 /// Every size and epsilon comes from the model's own config; they are never assumed. Note that
 /// `RobertaConfig()` (the class defaults) differs from the `roberta-base` checkpoint's config: LayerNorm
 /// epsilon 1e-12 vs 1e-5, 512 vs 514 positions, 2 vs 1 token types.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextConfig {
     /// BERT or RoBERTa position ids.
     pub family: TextFamily,
@@ -218,7 +218,7 @@ pub(crate) fn count_indexed(shapes: &BTreeMap<String, Vec<usize>>, prefix: &str)
 
 /// A torchvision-style ResNet with bottleneck blocks (ResNet-50: stem 64, planes 64/128/256/512, blocks
 /// 3/4/6/3, expansion 4). Smaller widths serve the test fixtures.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResNetConfig {
     /// Channels of the 7×7 stem convolution.
     pub stem: usize,
@@ -249,7 +249,7 @@ impl ResNetConfig {
 
 /// The LQVG architecture. [`LqvgConfig::official`] is the released model's; [`LqvgConfig::infer`] reads
 /// everything the shapes determine from a checkpoint.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LqvgConfig {
     /// The text encoder.
     pub text: TextConfig,

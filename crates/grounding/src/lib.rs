@@ -29,6 +29,8 @@ mod model;
 pub mod position;
 mod readers;
 mod text;
+mod toy;
+mod train;
 mod transformer;
 
 pub use attention::{TorchMultiheadAttention, VisionLanguageFusion};
@@ -45,6 +47,14 @@ pub use readers::{DiorRsvg, GroundingSample, XmlOrder, read_rsvg_hr};
 pub use text::{
     DenseNorm, Intermediate, Pooler, TextAttention, TextEmbeddings, TextEncoder, TextLayer,
     TextSelfAttention, TextStack, TextTokenizer, TokenBatch,
+};
+pub use toy::{
+    TOY_COLOURS, TOY_SHAPES, ToyRun, ToySample, init_detr, toy_config, toy_samples, toy_tokenizer,
+    train_toy,
+};
+pub use train::{
+    BoxMetrics, LayerLoss, StepStats, Target, TermWeights, TrainConfig, Trainer, chosen_boxes,
+    cxcywh_to_xyxy, export_safetensors, freeze_for_training, iou_giou, layer_loss, match_queries,
 };
 pub use transformer::{
     Decoder, DecoderLayer, DeformableTransformer, Encoder, EncoderLayer, Levels, Mlp,

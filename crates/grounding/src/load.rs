@@ -34,7 +34,7 @@ pub(crate) fn is_ignored_buffer(key: &str) -> bool {
         || key.ends_with("num_batches_tracked")
 }
 
-fn fragment_regex(fragment: &str) -> String {
+pub(crate) fn fragment_regex(fragment: &str) -> String {
     fragment
         .split('#')
         .map(regex::escape)
@@ -42,7 +42,7 @@ fn fragment_regex(fragment: &str) -> String {
         .join(r"(\d+)")
 }
 
-fn fragment_template(fragment: &str) -> String {
+pub(crate) fn fragment_template(fragment: &str) -> String {
     fragment.replace('#', "${1}")
 }
 

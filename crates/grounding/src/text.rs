@@ -317,6 +317,30 @@ impl TextTokenizer {
         Ok(Self { inner, path })
     }
 
+    /// Wraps a tokenizer built in code (e.g. a word-level vocabulary); `name` stands for its path in
+    /// messages.
+    pub fn from_tokenizer(mut inner: tokenizers::Tokenizer, name: &str) -> Self {
+        inner.with_padding(None);
+        let _ = inner.with_truncation(None);
+        Self {
+            inner,
+            path: PathBuf::from(name),
+        }
+    }
+
+    /// Writes the tokenizer as a HuggingFace `tokenizer.json`.
+    ///
+    /// # Errors
+    /// [`GroundingError::Tokenizer`] when the file cannot be written.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), GroundingError> {
+        self.inner
+            .save(path.as_ref(), false)
+            .map_err(|e| GroundingError::Tokenizer {
+                path: path.as_ref().to_path_buf(),
+                reason: e.to_string(),
+            })
+    }
+
     /// Token ids of `text` with the special tokens (`<s> … </s>` for RoBERTa, `[CLS] … [SEP]` for BERT).
     ///
     /// # Errors
