@@ -358,7 +358,8 @@ fn segment_and_batch_with_sam() {
 
 #[test]
 fn ground_prints_the_official_box_as_json() {
-    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/grounding/tests/fixtures/lqvg-tiny");
+    let fx =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/grounding/tests/fixtures/lqvg-tiny");
     let case: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fx.join("case_0.json")).unwrap()).unwrap();
     let ids: Vec<String> = case["ids"][0]
@@ -388,7 +389,10 @@ fn ground_prints_the_official_box_as_json() {
     for k in 0..4 {
         let got = v["box"][k].as_f64().unwrap();
         let want = case["box_xyxy"][k].as_f64().unwrap();
-        assert!((got - want).abs() < 1e-2, "box[{k}] {got} vs official {want}");
+        assert!(
+            (got - want).abs() < 1e-2,
+            "box[{k}] {got} vs official {want}"
+        );
     }
     assert_eq!(v["queries"].as_array().unwrap().len(), 3);
 
@@ -430,4 +434,123 @@ fn ground_prints_the_official_box_as_json() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "no text and no ids must be refused");
+}
+
+#[test]
+fn train_grounding_trains_resumes_and_its_model_grounds() {
+    use pslg::grounding::{toy_config, toy_samples, toy_tokenizer};
+    let root = tmp("dior-toy");
+    std::fs::create_dir_all(root.join("Annotations")).unwrap();
+    std::fs::create_dir_all(root.join("JPEGImages")).unwrap();
+    let samples = toy_samples(6, 64, 5);
+    for (i, s) in samples.iter().enumerate() {
+        let name = format!("{i:05}.jpg");
+        image::DynamicImage::ImageRgb8(s.image.clone())
+            .save(root.join("JPEGImages").join(&name))
+            .unwrap();
+        let b = s.box_xyxy;
+        std::fs::write(
+            root.join("Annotations").join(format!("{i:05}.xml")),
+            format!(
+                "<annotation><filename>{name}</filename><object><name>thing</name><bndbox><xmin>{}</xmin>\
+                 <ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox><description>{}</description>\
+                 </object></annotation>",
+                b[0], b[1], b[2], b[3], s.text
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("train.txt"), "0\n1\n2\n3\n").unwrap();
+    std::fs::write(root.join("val.txt"), "4\n5\n").unwrap();
+    toy_tokenizer()
+        .unwrap()
+        .save(root.join("tokenizer.json"))
+        .unwrap();
+    std::fs::write(
+        root.join("model.json"),
+        serde_json::to_string(&toy_config()).unwrap(),
+    )
+    .unwrap();
+    let out = root.join("run");
+    let run = |extra: &[&str], epochs: &str| {
+        let o = pslg()
+            .arg("train-grounding")
+            .arg("--root")
+            .arg(&root)
+            .arg("--tokenizer")
+            .arg(root.join("tokenizer.json"))
+            .arg("--out")
+            .arg(&out)
+            .args([
+                "--epochs",
+                epochs,
+                "--batch-size",
+                "2",
+                "--input-size",
+                "64",
+                "--lr",
+                "1e-3",
+            ])
+            .args(["--heads", "4", "--train-backbone-stem"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mc = root.join("model.json");
+    let first = run(&["--model-config", mc.to_str().unwrap()], "1");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["epoch"], 1);
+    assert_eq!(first[0]["step"], 2);
+    assert_eq!(first[0]["val"]["n"], 2);
+    assert!(out.join("last/state.json").is_file() && out.join("best/model.safetensors").is_file());
+    let last = out.join("last");
+    let second = run(&["--resume", last.to_str().unwrap()], "2");
+    assert_eq!(second.len(), 1, "resuming at epoch 1 of 2 runs one epoch");
+    assert_eq!(second[0]["epoch"], 2);
+    assert_eq!(second[0]["step"], 4);
+    // The trained model grounds with `pslg ground`.
+    let text_config = root.join("text.json");
+    std::fs::write(&text_config, "{\"model_type\":\"bert\",\"vocab_size\":16,\"hidden_size\":32,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":64,\"max_position_embeddings\":16,\"type_vocab_size\":1,\"layer_norm_eps\":1e-12,\"pad_token_id\":0}").unwrap();
+    let img = root.join("JPEGImages/00004.jpg");
+    let v = run_json(&[
+        "ground".as_ref(),
+        "--checkpoint".as_ref(),
+        out.join("last/model.safetensors").as_os_str(),
+        "--image".as_ref(),
+        img.as_os_str(),
+        "--tokenizer".as_ref(),
+        root.join("tokenizer.json").as_os_str(),
+        "--text-config".as_ref(),
+        text_config.as_os_str(),
+        "--text".as_ref(),
+        samples[4].text.as_ref(),
+        "--heads".as_ref(),
+        "4".as_ref(),
+        "--input-size".as_ref(),
+        "64".as_ref(),
+    ]);
+    assert_eq!(v["box"].as_array().unwrap().len(), 4);
+    // Bad input: a split index beyond the annotations.
+    std::fs::write(root.join("bad.txt"), "0\n77\n").unwrap();
+    let o = pslg()
+        .arg("train-grounding")
+        .arg("--root")
+        .arg(&root)
+        .args(["--split", "bad.txt"])
+        .arg("--tokenizer")
+        .arg(root.join("tokenizer.json"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--model-config")
+        .arg(&mc)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.txt:2"), "{err}");
 }

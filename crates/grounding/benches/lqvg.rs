@@ -15,24 +15,39 @@ type B = NdArray<f32>;
 
 fn lqvg(c: &mut Criterion) {
     let device = Default::default();
-    let model = Lqvg::<B>::new(LqvgConfig::official(TextConfig::roberta_base()), true, &device)
-        .expect("official config");
-    let tokens = TokenBatch::pad(&[vec![0, 627, 1104, 3521, 6094, 23, 5, 2576, 314, 2]], 1)
-        .expect("tokens");
+    let model = Lqvg::<B>::new(
+        LqvgConfig::official(TextConfig::roberta_base()),
+        true,
+        &device,
+    )
+    .expect("official config");
+    let tokens =
+        TokenBatch::pad(&[vec![0, 627, 1104, 3521, 6094, 23, 5, 2576, 314, 2]], 1).expect("tokens");
     let x = Tensor::<B, 4>::random([1, 3, 800, 800], Distribution::Normal(0.0, 1.0), &device);
     let mut g = c.benchmark_group("lqvg");
     g.sample_size(10).measurement_time(Duration::from_secs(30));
     g.bench_function("forward_800", |b| {
         b.iter(|| {
-            let out = model.forward(black_box(x.clone()), &tokens).expect("forward");
+            let out = model
+                .forward(black_box(x.clone()), &tokens)
+                .expect("forward");
             out.boxes.last().map(|t| t.clone().into_data())
         })
     });
     g.bench_function("backbone_800", |b| {
-        b.iter(|| model.backbone.forward(black_box(x.clone()))[2].clone().into_data())
+        b.iter(|| {
+            model.backbone.forward(black_box(x.clone()))[2]
+                .clone()
+                .into_data()
+        })
     });
     g.bench_function("text_encoder_10_tokens", |b| {
-        b.iter(|| model.text_encoder.forward(black_box(&tokens), &device).into_data())
+        b.iter(|| {
+            model
+                .text_encoder
+                .forward(black_box(&tokens), &device)
+                .into_data()
+        })
     });
     // The encoder's sampling: 13 294 queries over 100², 50², 25², 13² levels, 8 heads × 4 levels × 4 points.
     let shapes = [(100, 100), (50, 50), (25, 25), (13, 13)];
@@ -42,7 +57,8 @@ fn lqvg(c: &mut Criterion) {
     let w = Tensor::<B, 5>::random([1, s, 8, 4, 4], Distribution::Uniform(0.0, 0.1), &device);
     g.bench_function("deform_core_encoder_800", |b| {
         b.iter(|| {
-            ms_deform_attn_core(black_box(value.clone()), &shapes, loc.clone(), w.clone()).into_data()
+            ms_deform_attn_core(black_box(value.clone()), &shapes, loc.clone(), w.clone())
+                .into_data()
         })
     });
     g.finish();

@@ -18,7 +18,11 @@ type B = NdArray<f32>;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reps: usize = std::env::args().nth(1).map_or(Ok(1), |s| s.parse())?;
     let device = Default::default();
-    let model = Lqvg::<B>::new(LqvgConfig::official(TextConfig::roberta_base()), true, &device)?;
+    let model = Lqvg::<B>::new(
+        LqvgConfig::official(TextConfig::roberta_base()),
+        true,
+        &device,
+    )?;
     let tokens = TokenBatch::pad(&[vec![0, 627, 1104, 3521, 6094, 23, 5, 2576, 314, 2]], 1)?;
     let x = Tensor::<B, 4>::random([1, 3, 800, 800], Distribution::Normal(0.0, 1.0), &device);
     let _ = model.forward(x.clone(), &tokens)?; // warm-up

@@ -61,7 +61,10 @@ impl<B: Backend> TorchMultiheadAttention<B> {
             let mask = mask.reshape([b, 1, 1, lk]).expand([b, h, lq, lk]);
             scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
-        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, lq, c]);
+        let out = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, lq, c]);
         self.out_proj.forward(out)
     }
 }
@@ -90,9 +93,9 @@ impl<B: Backend> VisionLanguageFusion<B> {
         memory_padding: Option<Tensor<B, 2, Bool>>,
         pos: Tensor<B, 3>,
     ) -> Tensor<B, 3> {
-        let gate = self
-            .multihead_attn
-            .forward(tgt.clone(), memory.clone() + pos, memory, memory_padding);
+        let gate =
+            self.multihead_attn
+                .forward(tgt.clone(), memory.clone() + pos, memory, memory_padding);
         tgt * gate
     }
 }

@@ -3,12 +3,12 @@
 
 use crate::config::ResNetConfig;
 use burn::module::{Module, Param};
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::PaddingConfig2d;
+use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 
 /// BatchNorm with fixed statistics and affine parameters (DETR's `FrozenBatchNorm2d`):
 /// `x · w / √(var + 1e-5) + (b − mean · w / √(var + 1e-5))`.
@@ -91,7 +91,13 @@ fn conv<B: Backend>(
 }
 
 impl<B: Backend> Bottleneck<B> {
-    fn new(inplanes: usize, planes: usize, expansion: usize, stride: usize, device: &B::Device) -> Self {
+    fn new(
+        inplanes: usize,
+        planes: usize,
+        expansion: usize,
+        stride: usize,
+        device: &B::Device,
+    ) -> Self {
         let out = planes * expansion;
         Self {
             conv1: conv(inplanes, planes, 1, 1, 0, device),

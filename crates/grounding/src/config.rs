@@ -163,7 +163,10 @@ impl TextConfig {
             ));
         }
         if !(self.layer_norm_eps > 0.0) {
-            return err(format!("layer_norm_eps {} must be positive", self.layer_norm_eps));
+            return err(format!(
+                "layer_norm_eps {} must be positive",
+                self.layer_norm_eps
+            ));
         }
         Ok(())
     }
@@ -180,9 +183,18 @@ impl TextConfig {
     ) -> Result<(), GroundingError> {
         let get = |k: &str| shapes.get(&format!("{prefix}{k}"));
         let want = [
-            ("embeddings.word_embeddings.weight", vec![self.vocab_size, self.hidden_size]),
-            ("embeddings.position_embeddings.weight", vec![self.max_positions, self.hidden_size]),
-            ("embeddings.token_type_embeddings.weight", vec![self.type_vocab_size, self.hidden_size]),
+            (
+                "embeddings.word_embeddings.weight",
+                vec![self.vocab_size, self.hidden_size],
+            ),
+            (
+                "embeddings.position_embeddings.weight",
+                vec![self.max_positions, self.hidden_size],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight",
+                vec![self.type_vocab_size, self.hidden_size],
+            ),
         ];
         for (k, shape) in want {
             if let Some(found) = get(k)
@@ -332,7 +344,10 @@ impl LqvgConfig {
         if self.enc_points == 0 || self.dec_points == 0 {
             return err("sampling points must be positive".into());
         }
-        if self.backbone.planes.contains(&0) || self.backbone.blocks.contains(&0) || self.backbone.stem == 0 {
+        if self.backbone.planes.contains(&0)
+            || self.backbone.blocks.contains(&0)
+            || self.backbone.stem == 0
+        {
             return err("backbone widths and block counts must be positive".into());
         }
         Ok(())
@@ -352,7 +367,9 @@ impl LqvgConfig {
     ) -> Result<Self, GroundingError> {
         let get = |k: &str| {
             shapes.get(k).ok_or_else(|| {
-                GroundingError::Config(format!("the checkpoint has no `{k}`: it is not an LQVG checkpoint"))
+                GroundingError::Config(format!(
+                    "the checkpoint has no `{k}`: it is not an LQVG checkpoint"
+                ))
             })
         };
         text.check_shapes(shapes, "text_encoder.")?;
@@ -379,7 +396,8 @@ impl LqvgConfig {
         } else {
             4
         };
-        let dec_points = points("transformer.decoder.layers.0.cross_attn.attention_weights.weight")?;
+        let dec_points =
+            points("transformer.decoder.layers.0.cross_attn.attention_weights.weight")?;
         let num_classes = get("class_embed.0.weight")?[0];
         let mut planes = [0; 4];
         let mut blocks = [0; 4];

@@ -130,7 +130,12 @@ fn resize_area_fast(src: &RgbImage, dw: usize, dh: usize, kx: usize, ky: usize) 
 
 /// Per destination index: source index and the two 11-bit fixed-point weights of OpenCV's area-mode
 /// linear interpolation.
-fn linear_area_coeffs(ssize: usize, dsize: usize, scale: f64, inv_scale: f64) -> Vec<(usize, usize, i32, i32)> {
+fn linear_area_coeffs(
+    ssize: usize,
+    dsize: usize,
+    scale: f64,
+    inv_scale: f64,
+) -> Vec<(usize, usize, i32, i32)> {
     (0..dsize)
         .map(|d| {
             let mut sx = (d as f64 * scale).floor() as i64;

@@ -65,8 +65,16 @@ pub fn ms_deform_attn_core<B: Backend>(
         for (dx, dy) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)] {
             let xi = x0.clone() + dx;
             let yi = y0.clone() + dy;
-            let wx = if dx == 0.0 { fx.clone().neg() + 1.0 } else { fx.clone() };
-            let wy = if dy == 0.0 { fy.clone().neg() + 1.0 } else { fy.clone() };
+            let wx = if dx == 0.0 {
+                fx.clone().neg() + 1.0
+            } else {
+                fx.clone()
+            };
+            let wy = if dy == 0.0 {
+                fy.clone().neg() + 1.0
+            } else {
+                fy.clone()
+            };
             let inside = xi
                 .clone()
                 .greater_equal_elem(0.0)
@@ -75,8 +83,12 @@ pub fn ms_deform_attn_core<B: Backend>(
                 .bool_and(yi.clone().lower_equal(height.clone() - 1.0))
                 .float();
             wts.push(wx * wy * inside * att.clone());
-            let xc = xi.max_pair(Tensor::zeros_like(&width)).min_pair(width.clone() - 1.0);
-            let yc = yi.max_pair(Tensor::zeros_like(&height)).min_pair(height.clone() - 1.0);
+            let xc = xi
+                .max_pair(Tensor::zeros_like(&width))
+                .min_pair(width.clone() - 1.0);
+            let yc = yi
+                .max_pair(Tensor::zeros_like(&height))
+                .min_pair(height.clone() - 1.0);
             idx.push(base.clone() + start.clone() + yc * width.clone() + xc);
         }
         let k = l * p * 4;
@@ -151,7 +163,9 @@ impl<B: Backend> MsDeformAttn<B> {
             .forward(query.clone())
             .reshape([n, lq, m, l, p, 2]);
         let weights = softmax(
-            self.attention_weights.forward(query).reshape([n, lq, m, l * p]),
+            self.attention_weights
+                .forward(query)
+                .reshape([n, lq, m, l * p]),
             3,
         )
         .reshape([n, lq, m, l, p]);
@@ -163,7 +177,8 @@ impl<B: Backend> MsDeformAttn<B> {
                     norm.push(w as f32);
                     norm.push(h as f32);
                 }
-                let norm = Tensor::<B, 6>::from_data(TensorData::new(norm, [1, 1, 1, l, 1, 2]), &device);
+                let norm =
+                    Tensor::<B, 6>::from_data(TensorData::new(norm, [1, 1, 1, l, 1, 2]), &device);
                 r.clone().reshape([n, lq, 1, l, 1, 2]) + offsets / norm
             }
             ReferencePoints::Boxes(r) => {

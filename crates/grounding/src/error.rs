@@ -19,7 +19,9 @@ pub enum GroundingError {
         reason: String,
     },
     /// The checkpoint lacks a tensor the architecture needs.
-    #[error("checkpoint {path} has no tensor `{key}` (shape {expected:?} expected); is it the right model?")]
+    #[error(
+        "checkpoint {path} has no tensor `{key}` (shape {expected:?} expected); is it the right model?"
+    )]
     MissingTensor {
         /// The file.
         path: PathBuf,
@@ -29,7 +31,9 @@ pub enum GroundingError {
         expected: Vec<usize>,
     },
     /// The checkpoint has a tensor the architecture does not use.
-    #[error("checkpoint {path} has an unexpected tensor `{key}` of shape {shape:?} (not part of {what})")]
+    #[error(
+        "checkpoint {path} has an unexpected tensor `{key}` of shape {shape:?} (not part of {what})"
+    )]
     UnexpectedTensor {
         /// The file.
         path: PathBuf,

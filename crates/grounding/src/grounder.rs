@@ -1,10 +1,10 @@
 //! Image + sentence → box: the official LQVG test preprocessing (letterbox to a square with OpenCV's
 //! `INTER_AREA`, pad colour, ImageNet normalisation), the model, and the letterbox undone on the box.
 
+use crate::GroundingError;
 use crate::cv_resize::resize_inter_area;
 use crate::model::{Lqvg, query_scores};
 use crate::text::{TextTokenizer, TokenBatch};
-use crate::GroundingError;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use image::{Rgb, RgbImage};
@@ -182,15 +182,20 @@ impl<B: Backend> Grounder<B> {
         let (boxed, lb) = letterbox(image, self.input_size)?;
         let input = normalise::<B>(&boxed, &self.device);
         let out = self.model.forward(input, &tokens)?;
-        let logits = out.logits.last().cloned().ok_or_else(|| {
-            GroundingError::Config("the model has no decoder layer".into())
-        })?;
+        let logits = out
+            .logits
+            .last()
+            .cloned()
+            .ok_or_else(|| GroundingError::Config("the model has no decoder layer".into()))?;
         let boxes = out
             .boxes
             .last()
             .cloned()
             .ok_or_else(|| GroundingError::Config("the model has no decoder layer".into()))?;
-        let scores = query_scores(logits).into_data().to_vec::<f32>().unwrap_or_default();
+        let scores = query_scores(logits)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap_or_default();
         let boxes = boxes.into_data().to_vec::<f32>().unwrap_or_default();
         let s = self.input_size as f32;
         let queries: Vec<QueryBox> = scores
@@ -217,9 +222,10 @@ impl<B: Backend> Grounder<B> {
                 best = i;
             }
         }
-        let chosen = queries.get(best).copied().ok_or_else(|| {
-            GroundingError::Config("the model has no query".into())
-        })?;
+        let chosen = queries
+            .get(best)
+            .copied()
+            .ok_or_else(|| GroundingError::Config("the model has no query".into()))?;
         Ok(Grounding {
             box_xyxy: chosen.box_xyxy,
             score: chosen.score,

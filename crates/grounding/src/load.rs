@@ -62,7 +62,9 @@ pub(crate) fn to_official(path: &str) -> String {
     for (official, port) in KEY_MAP {
         // The table's fragments are fixed strings apart from `#`; a failed regex would be a bug in the table.
         if let Ok(re) = Regex::new(&fragment_regex(port)) {
-            out = re.replace_all(&out, fragment_template(official).as_str()).into_owned();
+            out = re
+                .replace_all(&out, fragment_template(official).as_str())
+                .into_owned();
         }
     }
     out
@@ -100,10 +102,16 @@ pub(crate) fn read_shapes(path: &Path) -> Result<Shapes, GroundingError> {
     let result = std::panic::catch_unwind(|| {
         if is_safetensors(path) {
             let mut store = SafetensorsStore::from_file(path);
-            store.get_all_snapshots().map(collect).map_err(|e| e.to_string())
+            store
+                .get_all_snapshots()
+                .map(collect)
+                .map_err(|e| e.to_string())
         } else {
             let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
-            store.get_all_snapshots().map(collect).map_err(|e| e.to_string())
+            store
+                .get_all_snapshots()
+                .map(collect)
+                .map_err(|e| e.to_string())
         }
     });
     let map = match result {
@@ -196,7 +204,9 @@ pub(crate) fn check_and_load<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
         for (from, to) in remap_patterns() {
             store = store.with_key_remapping(&from, &to);
         }
-        module.load_from(&mut store).map_err(|e| read_err(e.to_string()))?
+        module
+            .load_from(&mut store)
+            .map_err(|e| read_err(e.to_string()))?
     } else {
         let mut store = PytorchStore::from_file(path)
             .map_indices_contiguous(false)
@@ -207,7 +217,9 @@ pub(crate) fn check_and_load<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
         for (from, to) in remap_patterns() {
             store = store.with_key_remapping(&from, &to);
         }
-        module.load_from(&mut store).map_err(|e| read_err(e.to_string()))?
+        module
+            .load_from(&mut store)
+            .map_err(|e| read_err(e.to_string()))?
     };
     if !result.errors.is_empty() || !result.missing.is_empty() {
         return Err(read_err(format!(

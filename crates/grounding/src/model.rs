@@ -1,6 +1,7 @@
 //! The whole LQVG model: backbone, text encoder, multi-scale vision–language fusion, deformable
 //! transformer with language queries, class and box heads; checkpoint loading.
 
+use crate::GroundingError;
 use crate::attention::VisionLanguageFusion;
 use crate::backbone::ResNet;
 use crate::config::{LqvgConfig, TextConfig};
@@ -8,7 +9,6 @@ use crate::load::{check_and_load, read_shapes};
 use crate::position::{sine_1d, sine_2d};
 use crate::text::{TextEncoder, TokenBatch};
 use crate::transformer::{DeformableTransformer, Levels, Mlp, refine};
-use crate::GroundingError;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
@@ -110,7 +110,11 @@ impl<B: Backend> Lqvg<B> {
     ///
     /// # Errors
     /// [`GroundingError::Config`] for an invalid configuration.
-    pub fn new(config: LqvgConfig, text_pooler: bool, device: &B::Device) -> Result<Self, GroundingError> {
+    pub fn new(
+        config: LqvgConfig,
+        text_pooler: bool,
+        device: &B::Device,
+    ) -> Result<Self, GroundingError> {
         config.validate()?;
         let d = config.hidden_dim;
         let bb = &config.backbone;
@@ -304,9 +308,9 @@ impl<B: Backend> Lqvg<B> {
             .config
             .with_box_refine
             .then_some(self.bbox_embed.as_slice());
-        let (hs, references) = self
-            .transformer
-            .decode(tgt, query_pos, memory, &levels, refine_heads);
+        let (hs, references) =
+            self.transformer
+                .decode(tgt, query_pos, memory, &levels, refine_heads);
         let mut logits = Vec::with_capacity(hs.len());
         let mut boxes = Vec::with_capacity(hs.len());
         for (lvl, h) in hs.into_iter().enumerate() {

@@ -33,13 +33,21 @@ pub fn sine_2d<B: Backend>(
     let mut ys = Vec::with_capacity(h);
     for i in 0..h {
         let mut row = Vec::with_capacity(num_pos_feats);
-        encode(((i + 1) as f32 - 0.5) / (h as f32 + eps) * scale, &dims, &mut row);
+        encode(
+            ((i + 1) as f32 - 0.5) / (h as f32 + eps) * scale,
+            &dims,
+            &mut row,
+        );
         ys.push(row);
     }
     let mut xs = Vec::with_capacity(w);
     for j in 0..w {
         let mut col = Vec::with_capacity(num_pos_feats);
-        encode(((j + 1) as f32 - 0.5) / (w as f32 + eps) * scale, &dims, &mut col);
+        encode(
+            ((j + 1) as f32 - 0.5) / (w as f32 + eps) * scale,
+            &dims,
+            &mut col,
+        );
         xs.push(col);
     }
     let c = 2 * num_pos_feats;

@@ -102,7 +102,10 @@ impl DiorRsvg {
     /// # Errors
     /// [`GroundingError::Io`] for a missing file; [`GroundingError::Dataset`] naming the line of a
     /// non-numeric or out-of-range index.
-    pub fn split(&self, split_file: impl AsRef<Path>) -> Result<Vec<GroundingSample>, GroundingError> {
+    pub fn split(
+        &self,
+        split_file: impl AsRef<Path>,
+    ) -> Result<Vec<GroundingSample>, GroundingError> {
         let path = split_file.as_ref();
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
         let mut out = Vec::new();
@@ -142,7 +145,11 @@ fn read_voc(
 ) -> Result<(), GroundingError> {
     let text = std::fs::read_to_string(file).map_err(io_err(file))?;
     let doc = roxmltree::Document::parse(&text).map_err(|e| {
-        dataset_err(file, e.pos().row as usize, format!("not well-formed XML: {e}"))
+        dataset_err(
+            file,
+            e.pos().row as usize,
+            format!("not well-formed XML: {e}"),
+        )
     })?;
     let line_of = |n: roxmltree::Node| doc.text_pos_at(n.range().start).row as usize;
     let root = doc.root_element();
@@ -159,20 +166,30 @@ fn read_voc(
             let v = child(bnd, tag)
                 .and_then(|n| n.text())
                 .map(str::trim)
-                .ok_or_else(|| dataset_err(file, line_of(bnd), format!("<bndbox> without <{tag}>")))?;
+                .ok_or_else(|| {
+                    dataset_err(file, line_of(bnd), format!("<bndbox> without <{tag}>"))
+                })?;
             // The official loader reads the coordinates with int().
             b[k] = v.parse::<i64>().map(|x| x as f32).map_err(|_| {
-                dataset_err(file, line_of(bnd), format!("<{tag}> `{v}` is not an integer"))
+                dataset_err(
+                    file,
+                    line_of(bnd),
+                    format!("<{tag}> `{v}` is not an integer"),
+                )
             })?;
         }
         let text = child(obj, "description")
             .and_then(|n| n.text())
-            .ok_or_else(|| dataset_err(file, line, "object without <description> (its expression)"))?;
+            .ok_or_else(|| {
+                dataset_err(file, line, "object without <description> (its expression)")
+            })?;
         samples.push(GroundingSample {
             image: images.join(filename),
             box_xyxy: b,
             text: text.to_string(),
-            category: child(obj, "name").and_then(|n| n.text()).map(|s| s.trim().to_string()),
+            category: child(obj, "name")
+                .and_then(|n| n.text())
+                .map(|s| s.trim().to_string()),
             index: samples.len(),
         });
     }
@@ -204,13 +221,20 @@ pub fn read_rsvg_hr(
             return Err(dataset_err(
                 path,
                 i + 1,
-                format!("expected `image,x1,y1,x2,y2,expression`, found {} field(s)", fields.len()),
+                format!(
+                    "expected `image,x1,y1,x2,y2,expression`, found {} field(s)",
+                    fields.len()
+                ),
             ));
         }
         let mut b = [0f32; 4];
         for k in 0..4 {
             b[k] = fields[k + 1].trim().parse().map_err(|_| {
-                dataset_err(path, i + 1, format!("coordinate `{}` is not a number", fields[k + 1]))
+                dataset_err(
+                    path,
+                    i + 1,
+                    format!("coordinate `{}` is not a number", fields[k + 1]),
+                )
             })?;
         }
         let expression = fields[5].trim();

@@ -1,8 +1,8 @@
 //! The BERT-family text encoder (BERT, MiniLM, RoBERTa) following HuggingFace `transformers`'
 //! `BertModel` / `RobertaModel` (eager attention), and tokenisation through the `tokenizers` crate.
 
-use crate::config::{TextConfig, TextFamily};
 use crate::GroundingError;
+use crate::config::{TextConfig, TextFamily};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
@@ -106,7 +106,11 @@ impl<B: Backend> TextEncoder<B> {
     /// checkpoint that carries it loads.
     pub fn new(config: &TextConfig, pooler: bool, device: &B::Device) -> Self {
         let h = config.hidden_size;
-        let ln = || LayerNormConfig::new(h).with_epsilon(config.layer_norm_eps).init(device);
+        let ln = || {
+            LayerNormConfig::new(h)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device)
+        };
         let layer = (0..config.num_layers)
             .map(|_| TextLayer {
                 attention: TextAttention {
@@ -153,12 +157,14 @@ impl<B: Backend> TextEncoder<B> {
     pub fn forward(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 3> {
         let (b, l) = (batch.batch, batch.len);
         let ids = Tensor::<B, 2, Int>::from_data(
-            TensorData::new(batch.ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [b, l]),
+            TensorData::new(
+                batch.ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                [b, l],
+            ),
             device,
         );
         let positions = batch.position_ids(self.config.family, self.config.pad_token_id);
-        let positions =
-            Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, l]), device);
+        let positions = Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, l]), device);
         let types = Tensor::<B, 2, Int>::zeros([b, l], device);
         let e = &self.embeddings;
         let x = e.word_embeddings.forward(ids)
@@ -388,6 +394,8 @@ impl<B: Backend> TextEncoder<B> {
         config.check_shapes(&shapes.map, "")?;
         let pooler = shapes.map.contains_key("pooler.dense.weight");
         let model = Self::new(config, pooler, device);
-        crate::load::check_and_load(model, path, &shapes, "a BERT-family text encoder", &|_| None)
+        crate::load::check_and_load(model, path, &shapes, "a BERT-family text encoder", &|_| {
+            None
+        })
     }
 }

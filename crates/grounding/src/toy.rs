@@ -1,10 +1,10 @@
 //! Training from scratch: DETR's initialisation of the detection heads and a generated toy grounding set
 //! (coloured shapes, sentences naming one of them) that shows a model learns to use the sentence.
 
+use crate::GroundingError;
 use crate::config::{LqvgConfig, ResNetConfig, TextConfig, TextFamily};
 use crate::model::Lqvg;
 use crate::text::TextTokenizer;
-use crate::GroundingError;
 use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -63,7 +63,11 @@ pub fn init_detr<B: Backend>(mut model: Lqvg<B>) -> Lqvg<B> {
     let prior = -((1.0f32 - 0.01) / 0.01).ln();
     for head in &mut model.class_embed {
         if let Some(b) = &head.bias {
-            head.bias = Some(Param::from_tensor(Tensor::full(b.val().dims(), prior, &b.val().device())));
+            head.bias = Some(Param::from_tensor(Tensor::full(
+                b.val().dims(),
+                prior,
+                &b.val().device(),
+            )));
         }
     }
     for (i, mlp) in model.bbox_embed.iter_mut().enumerate() {
@@ -76,7 +80,10 @@ pub fn init_detr<B: Backend>(mut model: Lqvg<B>) -> Lqvg<B> {
                 } else {
                     vec![0.0; 4]
                 };
-                last.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(v, [4]), &device)));
+                last.bias = Some(Param::from_tensor(Tensor::from_data(
+                    TensorData::new(v, [4]),
+                    &device,
+                )));
             }
         }
     }
@@ -129,7 +136,10 @@ pub fn toy_samples(n: usize, size: usize, seed: u64) -> Vec<ToySample> {
                     let y = rng.random_range(0.0..(size as f32 - s));
                     let b = [x, y, x + s, y + s];
                     let overlaps = placed.iter().any(|o| {
-                        b[0] < o[2] + 2.0 && o[0] < b[2] + 2.0 && b[1] < o[3] + 2.0 && o[1] < b[3] + 2.0
+                        b[0] < o[2] + 2.0
+                            && o[0] < b[2] + 2.0
+                            && b[1] < o[3] + 2.0
+                            && o[1] < b[3] + 2.0
                     });
                     if !overlaps {
                         placed.push(b);
@@ -141,11 +151,16 @@ pub fn toy_samples(n: usize, size: usize, seed: u64) -> Vec<ToySample> {
             for &(ci, shape, b) in &objects {
                 let c = TOY_COLOURS[ci].1;
                 let (x0, y0, x1, y1) = (b[0] as u32, b[1] as u32, b[2] as u32, b[3] as u32);
-                let (cx, cy, r) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, (b[2] - b[0]) / 2.0);
+                let (cx, cy, r) = (
+                    (b[0] + b[2]) / 2.0,
+                    (b[1] + b[3]) / 2.0,
+                    (b[2] - b[0]) / 2.0,
+                );
                 for y in y0..y1.min(size as u32) {
                     for x in x0..x1.min(size as u32) {
                         let inside = shape == 0
-                            || ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)) <= r * r;
+                            || ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2))
+                                <= r * r;
                         if inside {
                             img.put_pixel(x, y, Rgb(c));
                         }
@@ -279,7 +294,10 @@ fn toy_eval<B: Backend>(
     for chunk in samples.chunks(16) {
         let (x, tokens) = toy_batch::<B>(chunk, tok, device)?;
         let out = model.forward(x, &tokens)?;
-        for (p, s) in crate::train::chosen_boxes(&out, size).into_iter().zip(chunk) {
+        for (p, s) in crate::train::chosen_boxes(&out, size)
+            .into_iter()
+            .zip(chunk)
+        {
             pairs.push((p, s.box_xyxy));
         }
     }
@@ -317,7 +335,14 @@ pub fn train_toy<B: burn::tensor::backend::AutodiffBackend>(
             // A perfect detector that ignores the sentence picks the referred object once in `count`.
             let others = count_objects(&s.image);
             let hit = rng.random_range(0..others.max(1)) == 0;
-            (if hit { s.box_xyxy } else { [0.0, 0.0, 0.0, 0.0] }, s.box_xyxy)
+            (
+                if hit {
+                    s.box_xyxy
+                } else {
+                    [0.0, 0.0, 0.0, 0.0]
+                },
+                s.box_xyxy,
+            )
         })
         .collect();
     let text_blind = crate::BoxMetrics::compute(&blind);
@@ -340,7 +365,13 @@ pub fn train_toy<B: burn::tensor::backend::AutodiffBackend>(
         last = stats.loss;
         progress(step, &stats);
     }
-    let after = toy_eval(&trainer.model().valid(), &held_out, &tok, size, &device.clone())?;
+    let after = toy_eval(
+        &trainer.model().valid(),
+        &held_out,
+        &tok,
+        size,
+        &device.clone(),
+    )?;
     Ok(ToyRun {
         before,
         after,

@@ -120,7 +120,12 @@ impl Target {
 
 /// `(cx, cy, w, h)` → `(x1, y1, x2, y2)`.
 pub fn cxcywh_to_xyxy(b: [f32; 4]) -> [f32; 4] {
-    [b[0] - 0.5 * b[2], b[1] - 0.5 * b[3], b[0] + 0.5 * b[2], b[1] + 0.5 * b[3]]
+    [
+        b[0] - 0.5 * b[2],
+        b[1] - 0.5 * b[3],
+        b[0] + 0.5 * b[2],
+        b[1] + 0.5 * b[3],
+    ]
 }
 
 /// IoU and generalised IoU of two `xyxy` boxes (GIoU: Rezatofighi et al. 2019).
@@ -164,7 +169,10 @@ pub fn match_queries(
             let pos = alpha * (1.0 - p).powf(gamma) * -((p + 1e-8).ln());
             let b = &boxes[qi * 4..qi * 4 + 4];
             let l1: f32 = (0..4).map(|k| (b[k] - tb[k]).abs()).sum();
-            let (_, giou) = iou_giou(cxcywh_to_xyxy([b[0], b[1], b[2], b[3]]), cxcywh_to_xyxy(*tb));
+            let (_, giou) = iou_giou(
+                cxcywh_to_xyxy([b[0], b[1], b[2], b[3]]),
+                cxcywh_to_xyxy(*tb),
+            );
             cost[ti][qi] =
                 f64::from(costs.class * (pos - neg) + costs.bbox * l1 - costs.giou * giou);
         }
@@ -178,7 +186,11 @@ pub fn match_queries(
     let mut m = Matrix::new(rows, q, 0i64);
     for (r, row) in cost.iter().enumerate() {
         for (c, v) in row.iter().enumerate() {
-            m[(r, c)] = if v.is_finite() { (v * 1e6).round() as i64 } else { i64::MAX / 4 };
+            m[(r, c)] = if v.is_finite() {
+                (v * 1e6).round() as i64
+            } else {
+                i64::MAX / 4
+            };
         }
     }
     let (_, assignment) = kuhn_munkres_min(&m);
@@ -225,7 +237,8 @@ pub fn layer_loss<B: Backend>(
     let (alpha, gamma) = (f64::from(cfg.focal_alpha), f64::from(cfg.focal_gamma));
     let p = sigmoid(logits.clone());
     // Binary cross-entropy with logits: max(x, 0) − x·t + log(1 + e^{−|x|}).
-    let ce = relu(logits.clone()) - logits.clone() * t.clone() + (logits.abs().neg().exp() + 1.0).log();
+    let ce =
+        relu(logits.clone()) - logits.clone() * t.clone() + (logits.abs().neg().exp() + 1.0).log();
     let p_t = p.clone() * t.clone() + (p.neg() + 1.0) * (t.clone().neg() + 1.0);
     let alpha_t = t.clone() * alpha + (t.neg() + 1.0) * (1.0 - alpha);
     let focal = ce * (p_t.neg() + 1.0).powf_scalar(gamma) * alpha_t;
@@ -336,8 +349,16 @@ pub fn chosen_boxes<B: Backend>(out: &LqvgOutput<B>, size: usize) -> Vec<[f32; 4
         return Vec::new();
     };
     let [n, q, c] = logits.dims();
-    let l = logits.clone().into_data().to_vec::<f32>().unwrap_or_default();
-    let b = boxes.clone().into_data().to_vec::<f32>().unwrap_or_default();
+    let l = logits
+        .clone()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap_or_default();
+    let b = boxes
+        .clone()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap_or_default();
     let s = size as f32;
     (0..n)
         .map(|i| {
@@ -346,7 +367,10 @@ pub fn chosen_boxes<B: Backend>(out: &LqvgOutput<B>, size: usize) -> Vec<[f32; 4
                     .map(|k| l[(i * q + qi) * c + k])
                     .fold(f32::NEG_INFINITY, f32::max)
             };
-            let best = (0..q).fold(0, |best, qi| if score(qi) > score(best) { qi } else { best });
+            let best = (0..q).fold(
+                0,
+                |best, qi| if score(qi) > score(best) { qi } else { best },
+            );
             let o = (i * q + best) * 4;
             let r = cxcywh_to_xyxy([b[o], b[o + 1], b[o + 2], b[o + 3]]);
             [r[0] * s, r[1] * s, r[2] * s, r[3] * s]
@@ -376,7 +400,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let id: ParamId = param.id;
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(id) {
-            self.grads.register::<B::InnerBackend, D>(id, g * self.factor);
+            self.grads
+                .register::<B::InnerBackend, D>(id, g * self.factor);
         }
     }
 }
@@ -387,7 +412,12 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
 pub fn freeze_for_training<B: AutodiffBackend>(mut model: Lqvg<B>, cfg: &TrainConfig) -> Lqvg<B> {
     let bb = &mut model.backbone;
     bb.bn1 = bb.bn1.clone().no_grad();
-    for stage in [&mut bb.layer1, &mut bb.layer2, &mut bb.layer3, &mut bb.layer4] {
+    for stage in [
+        &mut bb.layer1,
+        &mut bb.layer2,
+        &mut bb.layer3,
+        &mut bb.layer4,
+    ] {
         for block in stage.iter_mut() {
             block.bn1 = block.bn1.clone().no_grad();
             block.bn2 = block.bn2.clone().no_grad();
@@ -455,7 +485,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         } else {
             1.0
         };
-        let drops = self.config.lr_drop.iter().filter(|&&e| self.epoch >= e).count();
+        let drops = self
+            .config
+            .lr_drop
+            .iter()
+            .filter(|&&e| self.epoch >= e)
+            .count();
         warm * self.config.lr_gamma.powi(drops as i32)
     }
 
@@ -483,8 +518,16 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut total: Option<Tensor<B, 1>> = None;
         let mut last = (0.0, 0.0, 0.0);
         for (logits, boxes) in out.logits.iter().zip(&out.boxes) {
-            let lh = logits.clone().into_data().to_vec::<f32>().unwrap_or_default();
-            let bh = boxes.clone().into_data().to_vec::<f32>().unwrap_or_default();
+            let lh = logits
+                .clone()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap_or_default();
+            let bh = boxes
+                .clone()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap_or_default();
             let [_, q, _] = logits.dims();
             let matches: Vec<Vec<(usize, usize)>> = targets
                 .iter()
@@ -505,7 +548,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             let scalar = |t: &Tensor<B, 1>| -> f64 { t.clone().into_scalar().elem::<f64>() };
             last = (scalar(&l.class), scalar(&l.bbox), scalar(&l.giou));
             let w = cfg.losses;
-            let layer = l.class * f64::from(w.class) + l.bbox * f64::from(w.bbox) + l.giou * f64::from(w.giou);
+            let layer = l.class * f64::from(w.class)
+                + l.bbox * f64::from(w.bbox)
+                + l.giou * f64::from(w.giou);
             total = Some(match total {
                 Some(t) => t + layer,
                 None => layer,
@@ -565,7 +610,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             source,
         })?;
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        let err = |what: &str, e: String| GroundingError::Config(format!("saving {what} in {}: {e}", dir.display()));
+        let err = |what: &str, e: String| {
+            GroundingError::Config(format!("saving {what} in {}: {e}", dir.display()))
+        };
         self.model
             .clone()
             .save_file(dir.join("model"), &rec)
@@ -578,10 +625,13 @@ impl<B: AutodiffBackend> Trainer<B> {
             "epoch": self.epoch,
             "train": self.config,
             "model": self.model.config(),
+            "text_pooler": self.model.text_encoder.pooler.is_some(),
         });
-        std::fs::write(dir.join("state.json"), state.to_string()).map_err(|source| GroundingError::Io {
-            path: dir.join("state.json"),
-            source,
+        std::fs::write(dir.join("state.json"), state.to_string()).map_err(|source| {
+            GroundingError::Io {
+                path: dir.join("state.json"),
+                source,
+            }
         })
     }
 
@@ -597,24 +647,16 @@ impl<B: AutodiffBackend> Trainer<B> {
             source,
         })?;
         let bad = |e: String| GroundingError::Config(format!("{}: {e}", path.display()));
-        let state: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let state: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let train: TrainConfig =
             serde_json::from_value(state["train"].clone()).map_err(|e| bad(e.to_string()))?;
         let config: LqvgConfig =
             serde_json::from_value(state["model"].clone()).map_err(|e| bad(e.to_string()))?;
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        let pooler = true;
-        let model = Lqvg::<B>::new(config.clone(), pooler, device)
-            .or_else(|_| Lqvg::<B>::new(config, false, device))?;
-        let model = model
+        let pooler = state["text_pooler"].as_bool().unwrap_or(false);
+        let model = Lqvg::<B>::new(config, pooler, device)?
             .load_file(dir.join("model"), &rec, device)
-            .or_else(|_| {
-                let cfg: LqvgConfig = serde_json::from_value(state["model"].clone())
-                    .map_err(|e| burn::record::RecorderError::Unknown(e.to_string()))?;
-                Lqvg::<B>::new(cfg, false, device)
-                    .map_err(|e| burn::record::RecorderError::Unknown(e.to_string()))?
-                    .load_file(dir.join("model"), &rec, device)
-            })
             .map_err(|e| bad(format!("model record: {e}")))?;
         let mut trainer = Self::new(model, train);
         let record = Recorder::<B>::load(&rec, dir.join("optimizer"), device)
@@ -630,9 +672,14 @@ impl<B: AutodiffBackend> Trainer<B> {
 ///
 /// # Errors
 /// [`GroundingError::Config`] when the file cannot be written.
-pub fn export_safetensors<B: Backend>(model: &Lqvg<B>, path: impl AsRef<Path>) -> Result<(), GroundingError> {
+pub fn export_safetensors<B: Backend>(
+    model: &Lqvg<B>,
+    path: impl AsRef<Path>,
+) -> Result<(), GroundingError> {
     let path = path.as_ref();
-    let mut store = SafetensorsStore::from_file(path).with_to_adapter(BurnToPyTorchAdapter);
+    let mut store = SafetensorsStore::from_file(path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .overwrite(true);
     for (official, port) in KEY_MAP {
         store = store.with_key_remapping(&fragment_regex(port), &fragment_template(official));
     }

@@ -86,7 +86,13 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     /// `input → hidden → … → output` with `num_layers` linear layers.
-    pub fn new(input: usize, hidden: usize, output: usize, num_layers: usize, device: &B::Device) -> Self {
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        output: usize,
+        num_layers: usize,
+        device: &B::Device,
+    ) -> Self {
         let layers = (0..num_layers)
             .map(|i| {
                 let a = if i == 0 { input } else { hidden };
@@ -213,11 +219,16 @@ impl<B: Backend> DeformableTransformer<B> {
         let mut x = Tensor::cat(srcs, 1);
         let reference = ReferencePoints::Points(levels.encoder_reference(n, &device));
         for layer in &self.encoder.layers {
-            let a = layer
-                .self_attn
-                .forward(x.clone() + pos.clone(), &reference, x.clone(), &levels.shapes);
+            let a = layer.self_attn.forward(
+                x.clone() + pos.clone(),
+                &reference,
+                x.clone(),
+                &levels.shapes,
+            );
             x = layer.norm1.forward(x + a);
-            let f = layer.linear2.forward(relu(layer.linear1.forward(x.clone())));
+            let f = layer
+                .linear2
+                .forward(relu(layer.linear1.forward(x.clone())));
             x = layer.norm2.forward(x + f);
         }
         x
@@ -251,11 +262,16 @@ impl<B: Backend> DeformableTransformer<B> {
             let qk = out.clone() + query_pos.clone();
             let a = layer.self_attn.forward(qk.clone(), qk, out.clone(), None);
             out = layer.norm2.forward(out + a);
-            let c = layer
-                .cross_attn
-                .forward(out.clone() + query_pos.clone(), &refs, memory.clone(), &levels.shapes);
+            let c = layer.cross_attn.forward(
+                out.clone() + query_pos.clone(),
+                &refs,
+                memory.clone(),
+                &levels.shapes,
+            );
             out = layer.norm1.forward(out + c);
-            let f = layer.linear2.forward(relu(layer.linear1.forward(out.clone())));
+            let f = layer
+                .linear2
+                .forward(relu(layer.linear1.forward(out.clone())));
             out = layer.norm3.forward(out + f);
             if let Some(heads) = bbox_embed {
                 let tmp = heads[lid].forward(out.clone());

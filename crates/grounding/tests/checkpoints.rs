@@ -35,7 +35,10 @@ fn state_dict() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
         .iter()
         .map(|(k, s)| {
             let data = s.to_data().expect("data").convert::<f32>();
-            (k.clone(), (s.shape.to_vec(), data.to_vec::<f32>().expect("f32")))
+            (
+                k.clone(),
+                (s.shape.to_vec(), data.to_vec::<f32>().expect("f32")),
+            )
         })
         .collect()
 }
@@ -50,8 +53,12 @@ fn write_safetensors(path: &Path, sd: &BTreeMap<String, (Vec<usize>, Vec<f32>)>)
         .map(|(k, (shape, _))| {
             (
                 k.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), &bytes[k])
-                    .expect("view"),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    shape.clone(),
+                    &bytes[k],
+                )
+                .expect("view"),
             )
         })
         .collect();
@@ -75,7 +82,8 @@ fn logits(model: &Lqvg<B>) -> Vec<f32> {
 #[test]
 fn safetensors_export_without_aliases_loads_and_matches() {
     let device = Default::default();
-    let reference = Lqvg::<B>::load(tiny().join("checkpoint.pth"), text(), None, &device).expect("pth");
+    let reference =
+        Lqvg::<B>::load(tiny().join("checkpoint.pth"), text(), None, &device).expect("pth");
     let mut sd = state_dict();
     sd.retain(|k, _| !k.starts_with("transformer.decoder.bbox_embed."));
     let path = tmp("ok.safetensors");
@@ -148,7 +156,11 @@ fn missing_unexpected_and_misshapen_tensors_name_the_key() {
         Lqvg::<B>::load(tiny().join("checkpoint.pth"), text(), Some(5), &device),
         Err(GroundingError::Config(_))
     ));
-    for name in ["missing.safetensors", "shape.safetensors", "extra.safetensors"] {
+    for name in [
+        "missing.safetensors",
+        "shape.safetensors",
+        "extra.safetensors",
+    ] {
         let _ = std::fs::remove_file(tmp(name));
     }
 }
@@ -171,21 +183,34 @@ fn unreadable_files_are_read_errors_and_bad_inputs_text_errors() {
     }
     // A SAM checkpoint (or any other state dict) is not LQVG.
     let mut other = BTreeMap::new();
-    other.insert("image_encoder.pos_embed".to_string(), (vec![1, 2], vec![0.0, 0.0]));
+    other.insert(
+        "image_encoder.pos_embed".to_string(),
+        (vec![1, 2], vec![0.0, 0.0]),
+    );
     let sam = tmp("other.safetensors");
     write_safetensors(&sam, &other);
     let err = Lqvg::<B>::load(&sam, text(), None, &device).unwrap_err();
     assert!(matches!(err, GroundingError::Config(_)), "{err}");
 
-    let model = Lqvg::<B>::load(tiny().join("checkpoint.pth"), text(), None, &device).expect("load");
+    let model =
+        Lqvg::<B>::load(tiny().join("checkpoint.pth"), text(), None, &device).expect("load");
     let (shape, data) = common::read_npy(&tiny().join("input.npy"));
     let x = Tensor::<B, 4>::from_data(TensorData::new(data, shape), &device);
     let out_of_vocab = TokenBatch::pad(&[vec![0, 500, 2]], 1).expect("pad");
-    assert!(matches!(model.forward(x.clone(), &out_of_vocab), Err(GroundingError::Text(_))));
+    assert!(matches!(
+        model.forward(x.clone(), &out_of_vocab),
+        Err(GroundingError::Text(_))
+    ));
     let too_long = TokenBatch::pad(&[vec![5; 60]], 1).expect("pad");
-    assert!(matches!(model.forward(x.clone(), &too_long), Err(GroundingError::Text(_))));
+    assert!(matches!(
+        model.forward(x.clone(), &too_long),
+        Err(GroundingError::Text(_))
+    ));
     let two = TokenBatch::pad(&[vec![0, 5, 2], vec![0, 6, 2]], 1).expect("pad");
-    assert!(matches!(model.forward(x, &two), Err(GroundingError::Text(_))));
+    assert!(matches!(
+        model.forward(x, &two),
+        Err(GroundingError::Text(_))
+    ));
     for p in [truncated, junk, empty, sam] {
         let _ = std::fs::remove_file(p);
     }

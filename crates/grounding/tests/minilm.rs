@@ -5,7 +5,9 @@
 mod common;
 
 use burn_ndarray::NdArray;
-use pslg_grounding::{GroundingError, TextConfig, TextEncoder, TextFamily, TextTokenizer, TokenBatch};
+use pslg_grounding::{
+    GroundingError, TextConfig, TextEncoder, TextFamily, TextTokenizer, TokenBatch,
+};
 use std::path::Path;
 
 type B = NdArray<f32>;
@@ -17,12 +19,15 @@ fn fixture() -> serde_json::Value {
 
 #[test]
 fn minilm_matches_transformers() {
-    let Some(dir) = common::minilm_dir() else { return };
+    let Some(dir) = common::minilm_dir() else {
+        return;
+    };
     let config = TextConfig::from_hf_json(dir.join("config.json")).expect("config");
     assert_eq!(config.family, TextFamily::Bert);
     assert_eq!(config.layer_norm_eps, 1e-12);
     let device = Default::default();
-    let encoder = TextEncoder::<B>::load(dir.join("model.safetensors"), &config, &device).expect("load");
+    let encoder =
+        TextEncoder::<B>::load(dir.join("model.safetensors"), &config, &device).expect("load");
     let tokenizer = TextTokenizer::from_file(dir.join("tokenizer.json")).expect("tokenizer");
     let pad = tokenizer.pad_id().expect("pad id");
     let fx = fixture();
@@ -42,14 +47,27 @@ fn minilm_matches_transformers() {
             .as_array()
             .expect("ids")
             .iter()
-            .flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_u64().expect("id") as u32))
+            .flat_map(|r| {
+                r.as_array()
+                    .expect("row")
+                    .iter()
+                    .map(|v| v.as_u64().expect("id") as u32)
+            })
             .collect();
-        assert_eq!(batch.ids, want_ids, "token ids differ from transformers for {sentences:?}");
+        assert_eq!(
+            batch.ids, want_ids,
+            "token ids differ from transformers for {sentences:?}"
+        );
         let want_mask: Vec<bool> = case["attention_mask"]
             .as_array()
             .expect("mask")
             .iter()
-            .flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_u64() == Some(1)))
+            .flat_map(|r| {
+                r.as_array()
+                    .expect("row")
+                    .iter()
+                    .map(|v| v.as_u64() == Some(1))
+            })
             .collect();
         assert_eq!(batch.attention, want_mask);
         batch.check(&config).expect("fits");
@@ -78,20 +96,28 @@ fn minilm_matches_transformers() {
 
 #[test]
 fn minilm_wrong_config_and_bad_text_are_typed_errors() {
-    let Some(dir) = common::minilm_dir() else { return };
+    let Some(dir) = common::minilm_dir() else {
+        return;
+    };
     let mut config = TextConfig::from_hf_json(dir.join("config.json")).expect("config");
     config.num_layers = 5;
     let device = Default::default();
     let err = TextEncoder::<B>::load(dir.join("model.safetensors"), &config, &device).unwrap_err();
     assert!(matches!(err, GroundingError::Config(_)), "{err}");
     let tokenizer = TextTokenizer::from_file(dir.join("tokenizer.json")).expect("tokenizer");
-    assert!(matches!(tokenizer.encode("   "), Err(GroundingError::Text(_))));
+    assert!(matches!(
+        tokenizer.encode("   "),
+        Err(GroundingError::Text(_))
+    ));
     let long: Vec<u32> = vec![101; 600];
     let batch = TokenBatch::pad(&[long], 0).expect("pad");
     config.num_layers = 6;
     assert!(matches!(batch.check(&config), Err(GroundingError::Text(_))));
     let out_of_vocab = TokenBatch::pad(&[vec![101, 40_000, 102]], 0).expect("pad");
-    assert!(matches!(out_of_vocab.check(&config), Err(GroundingError::Text(_))));
+    assert!(matches!(
+        out_of_vocab.check(&config),
+        Err(GroundingError::Text(_))
+    ));
 }
 
 #[test]
@@ -110,7 +136,10 @@ fn config_json_errors_and_roberta_positions() {
         batch.position_ids(TextFamily::Roberta, 1),
         vec![2, 3, 4, 5, 2, 3, 4, 1]
     );
-    assert_eq!(batch.position_ids(TextFamily::Bert, 1), vec![0, 1, 2, 3, 0, 1, 2, 3]);
+    assert_eq!(
+        batch.position_ids(TextFamily::Bert, 1),
+        vec![0, 1, 2, 3, 0, 1, 2, 3]
+    );
     assert!(TokenBatch::pad(&[], 1).is_err());
     assert!(TokenBatch::pad(&[vec![]], 1).is_err());
 }

@@ -53,7 +53,12 @@ fn deformable_attention_core_matches_pytorch_fallback() {
 
 #[test]
 fn letterbox_matches_official_cv2_on_every_resize_path() {
-    for (i, case) in meta()["cases"].as_array().expect("cases").iter().enumerate() {
+    for (i, case) in meta()["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .enumerate()
+    {
         let input = image::open(dir().join(format!("letterbox_{i}_in.png")))
             .expect("png")
             .to_rgb8();

@@ -6,9 +6,7 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use burn_ndarray::NdArray;
-use pslg_grounding::{
-    Grounder, Lqvg, ResNetConfig, TextConfig, TokenBatch, letterbox, normalise,
-};
+use pslg_grounding::{Grounder, Lqvg, ResNetConfig, TextConfig, TokenBatch, letterbox, normalise};
 use std::path::{Path, PathBuf};
 
 type B = NdArray<f32>;
@@ -52,7 +50,9 @@ fn run_parity(dir: &Path) {
 
     // Preprocessing: the official letterbox (cv2 INTER_AREA) and normalisation.
     let image = image::open(dir.join("image.png")).expect("image").to_rgb8();
-    let want_boxed = image::open(dir.join("letterboxed.png")).expect("png").to_rgb8();
+    let want_boxed = image::open(dir.join("letterboxed.png"))
+        .expect("png")
+        .to_rgb8();
     let case0 = json(&dir.join("case_0.json"));
     let size = case0["input_size"].as_u64().expect("size") as usize;
     let (boxed, lb) = letterbox(&image, size).expect("letterbox");
@@ -63,7 +63,10 @@ fn run_parity(dir: &Path) {
         .zip(want_boxed.as_raw())
         .filter(|(a, b)| a != b)
         .count();
-    eprintln!("letterbox: {differ} of {} bytes differ from cv2", boxed.as_raw().len());
+    eprintln!(
+        "letterbox: {differ} of {} bytes differ from cv2",
+        boxed.as_raw().len()
+    );
     assert_eq!(differ, 0, "letterbox differs from the official cv2 output");
     assert!((lb.ratio - case0["ratio"].as_f64().expect("ratio")).abs() < 1e-12);
     assert!((lb.dw - case0["dw"].as_f64().expect("dw")).abs() < 1e-12);
@@ -133,7 +136,10 @@ fn run_parity(dir: &Path) {
         .map(|v| v.as_f64().expect("f") as f32)
         .collect();
     let err = common::rel_err(&g.box_xyxy, &want);
-    eprintln!("box {:?} vs official {want:?}: relative error {err:.2e}", g.box_xyxy);
+    eprintln!(
+        "box {:?} vs official {want:?}: relative error {err:.2e}",
+        g.box_xyxy
+    );
     assert!(err < 1e-4);
     assert!((g.score - case0["score"].as_f64().expect("score") as f32).abs() < 1e-4);
 }
@@ -143,8 +149,8 @@ fn tiny_matches_official_lqvg() {
     let dir = tiny_dir();
     run_parity(&dir);
     let text = TextConfig::from_hf_json(dir.join("text_config.json")).expect("text config");
-    let model = Lqvg::<B>::load(dir.join("checkpoint.pth"), text, None, &Default::default())
-        .expect("load");
+    let model =
+        Lqvg::<B>::load(dir.join("checkpoint.pth"), text, None, &Default::default()).expect("load");
     let cfg = model.config();
     assert_eq!(
         cfg.backbone,
@@ -156,10 +162,18 @@ fn tiny_matches_official_lqvg() {
         }
     );
     assert_eq!(
-        (cfg.hidden_dim, cfg.enc_layers, cfg.dec_layers, cfg.num_queries),
+        (
+            cfg.hidden_dim,
+            cfg.enc_layers,
+            cfg.dec_layers,
+            cfg.num_queries
+        ),
         (32, 2, 2, 3)
     );
-    assert_eq!((cfg.enc_points, cfg.dec_points, cfg.num_feature_levels), (2, 3, 4));
+    assert_eq!(
+        (cfg.enc_points, cfg.dec_points, cfg.num_feature_levels),
+        (2, 3, 4)
+    );
     assert_eq!(cfg.text.layer_norm_eps, 1e-5);
 }
 

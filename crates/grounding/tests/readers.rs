@@ -11,7 +11,9 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn voc(filename: &str, objects: &[(&str, [i32; 4], &str)]) -> String {
-    let mut s = format!("<annotation>\n  <filename>{filename}</filename>\n  <size><width>800</width></size>\n");
+    let mut s = format!(
+        "<annotation>\n  <filename>{filename}</filename>\n  <size><width>800</width></size>\n"
+    );
     for (name, b, text) in objects {
         s += &format!(
             "  <object>\n    <name>{name}</name>\n    <pose>Unspecified</pose>\n    <bndbox>\n      \
@@ -41,7 +43,10 @@ fn dior_rsvg_numbers_objects_file_by_file_and_splits_select_them() {
     .expect("write");
     std::fs::write(
         ann.join("00001.xml"),
-        voc("00001.jpg", &[("storagetank", [10, 20, 30, 40], "the white storage tank")]),
+        voc(
+            "00001.jpg",
+            &[("storagetank", [10, 20, 30, 40], "the white storage tank")],
+        ),
     )
     .expect("write");
     std::fs::write(root.join("test.txt"), "2\n0\n").expect("write");
@@ -85,7 +90,11 @@ fn dior_rsvg_numbers_objects_file_by_file_and_splits_select_them() {
         }
         other => panic!("{other:?}"),
     }
-    std::fs::write(ann.join("00003.xml"), "<annotation><filename>3.jpg</filename><object>").expect("write");
+    std::fs::write(
+        ann.join("00003.xml"),
+        "<annotation><filename>3.jpg</filename><object>",
+    )
+    .expect("write");
     assert!(matches!(
         DiorRsvg::open(&root, &XmlOrder::Sorted),
         Err(GroundingError::Dataset { .. })
@@ -120,14 +129,22 @@ fn rsvg_hr_keeps_commas_inside_expressions() {
     assert_eq!(s[1].text, "a pool, on the right, near a court");
     assert_eq!(s[1].box_xyxy, [497.25, 870.0, 543.88, 921.0]);
     assert_eq!(s[0].category.as_deref(), Some("sport_swimming"));
-    assert_eq!(s[0].image, root.join("images/279083_4582370_512_32617_sport_swimming.jpg"));
+    assert_eq!(
+        s[0].image,
+        root.join("images/279083_4582370_512_32617_sport_swimming.jpg")
+    );
     std::fs::write(&file, "a.jpg,1,2,3,4,ok\nb.jpg,1,2,3\n").expect("write");
     match read_rsvg_hr(&file, &root) {
         Err(GroundingError::Dataset { line, .. }) => assert_eq!(line, 2),
         other => panic!("{other:?}"),
     }
     std::fs::write(&file, "a.jpg,1,x,3,4,ok\n").expect("write");
-    assert!(read_rsvg_hr(&file, &root).unwrap_err().to_string().contains(":1:"));
+    assert!(
+        read_rsvg_hr(&file, &root)
+            .unwrap_err()
+            .to_string()
+            .contains(":1:")
+    );
     std::fs::write(&file, "a.jpg,1,2,3,4,  \n").expect("write");
     assert!(read_rsvg_hr(&file, &root).is_err());
 }
