@@ -27,10 +27,12 @@
 pub mod cases;
 pub mod io;
 pub mod overlay;
+mod pipeline;
 mod sam_segment;
 mod segment;
 pub mod tile;
 
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, pixel_box};
 pub use pslg_cfpg as cfpg;
 pub use pslg_geo as geo;
 pub use pslg_grounding as grounding;
@@ -109,6 +111,11 @@ pub enum PslgError {
         /// The ground truth's size.
         expected: (u32, u32),
     },
+    /// A sentence was given to a pipeline built without a grounding model.
+    #[error(
+        "the pipeline has no grounding model: build it with PipelineBuilder::grounding, or give a box"
+    )]
+    NoGrounding,
     /// A facade parameter is out of range.
     #[error("parameter `{name}` = {value} is out of range")]
     InvalidParam {

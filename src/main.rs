@@ -1,7 +1,7 @@
 //! `pslg` — command-line interface of the PSLG-SAM box → mask path.
 //!
 //! ```text
-//! pslg segment --image IMG (--box x1,y1,x2,y2 | --box-map minx,miny,maxx,maxy) --out MASK.png|MASK.tif
+//! pslg segment --image IMG (--box x1,y1,x2,y2 | --box-map minx,miny,maxx,maxy | --text TEXT --grounding LQVG.pth --tokenizer T.json) --out MASK.png|MASK.tif
 //!              [--geojson OUT.geojson [--simplify PIXELS]] [--window | --tile SIZE [--overlap PIXELS]]
 //!              [--overlay OUT.png] [--no-cfpg] [--no-mbo]
 //! pslg batch   --cases CASES.jsonl --out-dir DIR [--no-cfpg] [--no-mbo] [--threads N]
@@ -387,7 +387,7 @@ struct SegmentArgs {
         long = "box",
         value_name = "X1,Y1,X2,Y2",
         allow_hyphen_values = true,
-        required_unless_present = "box_map",
+        required_unless_present_any = ["box_map", "text"],
         conflicts_with = "box_map"
     )]
     bbox: Option<String>,
@@ -431,6 +431,87 @@ struct SegmentArgs {
     stages: StageFlags,
     #[command(flatten)]
     sam: SamFlags,
+    #[command(flatten)]
+    grounding: GroundingFlags,
+}
+
+/// Stage 1 for `segment`: a sentence grounded to a box by LQVG.
+#[derive(Args)]
+struct GroundingFlags {
+    /// The referring sentence (instead of --box): LQVG grounds it to a box first.
+    #[arg(
+        long,
+        requires_all = ["grounding", "tokenizer"],
+        conflicts_with_all = ["bbox", "box_map", "window", "tile"]
+    )]
+    text: Option<String>,
+    /// LQVG checkpoint for --text (official checkpoint.pth, or a model.safetensors of train-grounding).
+    #[arg(long, value_name = "CHECKPOINT")]
+    grounding: Option<PathBuf>,
+    /// tokenizer.json of the grounding model's text encoder.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// The text encoder's config.json (default: next to --tokenizer, else roberta-base's).
+    #[arg(long)]
+    text_config: Option<PathBuf>,
+    /// Attention heads of the grounding model (8 in the official model).
+    #[arg(long, default_value_t = 8)]
+    grounding_heads: usize,
+    /// Square input side of the grounding model (800 in the official code).
+    #[arg(long, default_value_t = pslg::grounding::INPUT_SIZE)]
+    grounding_input_size: usize,
+}
+
+/// The text encoder config: `--text-config`, else `config.json` beside the tokenizer, else roberta-base's.
+fn resolve_text_config(
+    explicit: Option<&Path>,
+    tokenizer: Option<&Path>,
+) -> Result<pslg::grounding::TextConfig> {
+    use pslg::grounding::TextConfig;
+    if let Some(p) = explicit {
+        return Ok(TextConfig::from_hf_json(p)?);
+    }
+    if let Some(tok) = tokenizer
+        && tok.with_file_name("config.json").is_file()
+    {
+        return Ok(TextConfig::from_hf_json(tok.with_file_name("config.json"))?);
+    }
+    eprintln!("pslg: no --text-config; using roberta-base's config (what the official LQVG loads)");
+    Ok(TextConfig::roberta_base())
+}
+
+/// `segment --text`: the grounding box of the sentence as whole pixels.
+fn ground_text(
+    g: &GroundingFlags,
+    text: &str,
+    image_path: &Path,
+    options: &LoadOptions,
+) -> Result<pslg::cfpg::PixelBox> {
+    use pslg::grounding::{Grounder, Lqvg, TextTokenizer};
+    let (Some(ckpt), Some(tok)) = (&g.grounding, &g.tokenizer) else {
+        bail!("--text needs --grounding CHECKPOINT and --tokenizer TOKENIZER.json");
+    };
+    let device = Default::default();
+    let config = resolve_text_config(g.text_config.as_deref(), Some(tok))?;
+    let t = Instant::now();
+    let model = Lqvg::<CpuBackend>::load(ckpt, config, Some(g.grounding_heads), &device)?;
+    let grounder = Grounder::new(model, Some(TextTokenizer::from_file(tok)?), device)
+        .with_input_size(g.grounding_input_size);
+    let image = load_rgb_with(image_path, options)?;
+    let out = grounder.predict(&image, text)?;
+    let bbox = pslg::pixel_box(out.box_xyxy, image.width(), image.height());
+    say!(
+        "grounded {text:?}: box {:?} (pixels {},{},{},{}), score {:.3}, query {}, in {:.1} s",
+        out.box_xyxy,
+        bbox.x1,
+        bbox.y1,
+        bbox.x2,
+        bbox.y2,
+        out.score,
+        out.query,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(bbox)
 }
 
 #[derive(Args)]
@@ -516,13 +597,17 @@ fn segment(a: SegmentArgs) -> Result<()> {
     } else {
         None
     };
-    let (bbox, prompt) = match (&a.bbox, &a.box_map) {
-        (Some(b), _) => (parse_box(b)?, format!("box {b}")),
-        (None, Some(m)) => (
+    let (bbox, prompt) = match (&a.bbox, &a.box_map, &a.grounding.text) {
+        (Some(b), _, _) => (parse_box(b)?, format!("box {b}")),
+        (None, Some(m), _) => (
             map_box(m, georef.as_ref(), &a.image)?,
             format!("map box {m}"),
         ),
-        (None, None) => bail!("give --box or --box-map"),
+        (None, None, Some(text)) => (
+            ground_text(&a.grounding, text, &a.image, &a.image_flags.options()?)?,
+            format!("text {text:?}"),
+        ),
+        (None, None, None) => bail!("give --box, --box-map or --text"),
     };
     let seg = a.stages.segmenter()?;
     let options = a.image_flags.options()?;
@@ -758,6 +843,7 @@ fn segment_in_tiles(
         timings.mbo += o.timings.mbo;
     }
     Ok(pslg::BoxMask {
+        sam: None,
         mask: tiled.mask,
         roi,
         point,
@@ -1136,19 +1222,8 @@ fn ground(a: GroundArgs) -> Result<()> {
 }
 
 fn ground_on<B: burn::tensor::backend::Backend>(a: &GroundArgs, device: B::Device) -> Result<()> {
-    use pslg::grounding::{Grounder, Lqvg, TextConfig, TextTokenizer};
-    let text_config = match (&a.text_config, &a.tokenizer) {
-        (Some(p), _) => TextConfig::from_hf_json(p)?,
-        (None, Some(tok)) if tok.with_file_name("config.json").is_file() => {
-            TextConfig::from_hf_json(tok.with_file_name("config.json"))?
-        }
-        _ => {
-            eprintln!(
-                "pslg ground: no --text-config; using roberta-base's config (what the official LQVG loads)"
-            );
-            TextConfig::roberta_base()
-        }
-    };
+    use pslg::grounding::{Grounder, Lqvg, TextTokenizer};
+    let text_config = resolve_text_config(a.text_config.as_deref(), a.tokenizer.as_deref())?;
     let ids: Option<Vec<u32>> = match &a.token_ids {
         None => None,
         Some(t) => Some(
@@ -1272,21 +1347,15 @@ fn train_grounding_on<B: burn::tensor::backend::AutodiffBackend>(
 ) -> Result<()> {
     use burn::module::AutodiffModule;
     use pslg::grounding::{
-        BoxMetrics, DiorRsvg, Lqvg, LqvgConfig, Target, TextConfig, TextTokenizer, TrainConfig,
-        Trainer, XmlOrder, chosen_boxes, init_detr,
+        BoxMetrics, DiorRsvg, Lqvg, LqvgConfig, Target, TextTokenizer, TrainConfig, Trainer,
+        XmlOrder, chosen_boxes, init_detr,
     };
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
     if a.batch_size == 0 || a.input_size == 0 {
         bail!("--batch-size and --input-size must be positive");
     }
-    let text_config = match &a.text_config {
-        Some(p) => TextConfig::from_hf_json(p)?,
-        None if a.tokenizer.with_file_name("config.json").is_file() => {
-            TextConfig::from_hf_json(a.tokenizer.with_file_name("config.json"))?
-        }
-        None => TextConfig::roberta_base(),
-    };
+    let text_config = resolve_text_config(a.text_config.as_deref(), Some(&a.tokenizer))?;
     let tok = TextTokenizer::from_file(&a.tokenizer)?;
     let order = match a.xml_order.as_str() {
         "sorted" => XmlOrder::Sorted,

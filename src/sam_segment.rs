@@ -117,6 +117,7 @@ impl<B: Backend> SamSegmenter<B> {
 
         let Some(refiner) = &self.stages.mbo else {
             return Ok(BoxMask {
+                sam: Some(prediction),
                 mask: sam_mask,
                 roi,
                 point,
@@ -129,6 +130,7 @@ impl<B: Backend> SamSegmenter<B> {
             // SAM found nothing: the weight-free path from the box.
             let mut out = self.stages.segment(image, bbox)?;
             out.timings.sam = timings.sam;
+            out.sam = Some(prediction);
             return Ok(out);
         }
         let t = Instant::now();
@@ -164,6 +166,7 @@ impl<B: Backend> SamSegmenter<B> {
         }
         timings.mbo = t.elapsed();
         Ok(BoxMask {
+            sam: Some(prediction),
             mask,
             roi,
             point,

@@ -79,6 +79,8 @@ pub struct BoxMask {
     pub collapsed: bool,
     /// Per-stage timings.
     pub timings: StageTimings,
+    /// SAM's prediction (low-resolution and full-size logits, predicted IoU) when SAM ran.
+    pub sam: Option<pslg_sam::Prediction>,
 }
 
 /// Box prompt → mask without any trained weights: CFPG gives a foreground point; MBO runs GrabCut-style from
@@ -178,6 +180,7 @@ impl BoxSegmenter {
         };
         let Some(refiner) = &self.mbo else {
             return Ok(BoxMask {
+                sam: None,
                 mask: box_mask(),
                 roi,
                 point,
@@ -251,6 +254,7 @@ impl BoxSegmenter {
         }
         timings.mbo = t.elapsed();
         Ok(BoxMask {
+            sam: None,
             mask,
             roi,
             point,

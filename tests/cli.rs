@@ -554,3 +554,58 @@ fn train_grounding_trains_resumes_and_its_model_grounds() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.txt:2"), "{err}");
 }
+
+#[test]
+fn segment_with_text_grounds_then_segments() {
+    use pslg::grounding::toy_tokenizer;
+    let d = tmp("segment-text");
+    disc_image(&d.join("img.png"));
+    toy_tokenizer()
+        .unwrap()
+        .save(d.join("tokenizer.json"))
+        .unwrap();
+    let fx =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/grounding/tests/fixtures/lqvg-tiny");
+    let sam = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/sam/tests/fixtures/tiny/sam.pth");
+    let out = pslg()
+        .args(["segment", "--image"])
+        .arg(d.join("img.png"))
+        .args(["--text", "the yellow circle", "--grounding"])
+        .arg(fx.join("checkpoint.pth"))
+        .arg("--tokenizer")
+        .arg(d.join("tokenizer.json"))
+        .arg("--text-config")
+        .arg(fx.join("text_config.json"))
+        .args(["--grounding-input-size", "128", "--sam"])
+        .arg(&sam)
+        .args(["--sam-decoder-heads", "2", "--out"])
+        .arg(d.join("m.png"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("grounded \"the yellow circle\""),
+        "{stdout}"
+    );
+    assert_eq!(
+        image::open(d.join("m.png"))
+            .unwrap()
+            .to_luma8()
+            .dimensions(),
+        (60, 50)
+    );
+    // --text without a grounding model is refused by the argument parser.
+    let out = pslg()
+        .args(["segment", "--image"])
+        .arg(d.join("img.png"))
+        .args(["--text", "the disc", "--out"])
+        .arg(d.join("m.png"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
