@@ -28,6 +28,7 @@ pub mod cases;
 pub mod io;
 pub mod overlay;
 mod pipeline;
+pub mod rrsis;
 mod sam_segment;
 mod segment;
 pub mod tile;
@@ -110,6 +111,16 @@ pub enum PslgError {
         got: (u32, u32),
         /// The ground truth's size.
         expected: (u32, u32),
+    },
+    /// A dataset record is malformed.
+    #[error("{path} ({record}): {reason}")]
+    Dataset {
+        /// The file.
+        path: PathBuf,
+        /// The record (reference, annotation, line).
+        record: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A sentence was given to a pipeline built without a grounding model.
     #[error(
