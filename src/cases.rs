@@ -4,19 +4,23 @@ use crate::PslgError;
 use pslg_cfpg::PixelBox;
 use std::path::{Path, PathBuf};
 
-/// One case: an image, a box prompt, and optionally its ground-truth mask and category.
+/// One case: an image, a box prompt or a sentence, and optionally its ground-truth mask and category.
 ///
 /// On disk: `{"id": "nwpu_271", "image": "images/nwpu_030.jpg", "box": [63, 350, 121, 408],
 /// "mask": "masks/nwpu_271.png", "category": "airplane"}` — paths relative to the case file, box in pixels with
-/// `x2`, `y2` exclusive. Other fields are ignored.
+/// `x2`, `y2` exclusive. Instead of `"box"`, a case may carry `"text": "the white tank at the bottom left"`,
+/// grounded to a box by the grounding model (`pslg batch --grounding`); with both, the box is the prompt.
+/// Other fields are ignored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
     /// Unique id; predictions are written as `<id>.png`.
     pub id: String,
     /// Image path, resolved against the case file's folder.
     pub image: PathBuf,
-    /// Box prompt.
-    pub bbox: PixelBox,
+    /// Box prompt (`None` for a sentence-only case).
+    pub bbox: Option<PixelBox>,
+    /// Referring sentence, when given.
+    pub text: Option<String>,
     /// Ground-truth mask path, resolved, when given.
     pub mask: Option<PathBuf>,
     /// Category, when given.
@@ -28,7 +32,8 @@ struct RawCase {
     id: String,
     image: String,
     #[serde(rename = "box")]
-    bbox: [f64; 4],
+    bbox: Option<[f64; 4]>,
+    text: Option<String>,
     mask: Option<String>,
     category: Option<String>,
 }
@@ -66,20 +71,31 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
         if !seen.insert(raw.id.clone()) {
             return Err(bad(format!("duplicate id {:?}", raw.id)));
         }
-        let mut b = [0i64; 4];
-        for (dst, &v) in b.iter_mut().zip(&raw.bbox) {
-            if !v.is_finite() || v.fract() != 0.0 || v.abs() > 1e12 {
-                return Err(bad(format!(
-                    "box {:?} must hold integer pixel coordinates",
-                    raw.bbox
-                )));
+        let bbox = match raw.bbox {
+            Some(rb) => {
+                let mut b = [0i64; 4];
+                for (dst, &v) in b.iter_mut().zip(&rb) {
+                    if !v.is_finite() || v.fract() != 0.0 || v.abs() > 1e12 {
+                        return Err(bad(format!(
+                            "box {rb:?} must hold integer pixel coordinates"
+                        )));
+                    }
+                    *dst = v as i64;
+                }
+                Some(PixelBox::new(b[0], b[1], b[2], b[3]))
             }
-            *dst = v as i64;
+            None => None,
+        };
+        if bbox.is_none() && raw.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            return Err(bad(
+                "give a \"box\" [x1, y1, x2, y2] or a non-empty \"text\" to ground".into(),
+            ));
         }
         cases.push(Case {
             id: raw.id,
             image: root.join(raw.image),
-            bbox: PixelBox::new(b[0], b[1], b[2], b[3]),
+            bbox,
+            text: raw.text,
             mask: raw.mask.map(|m| root.join(m)),
             category: raw.category,
         });
@@ -126,10 +142,19 @@ mod tests {
         );
         let c = read_cases(&p).unwrap();
         assert_eq!(c.len(), 2);
-        assert_eq!(c[0].bbox, PixelBox::new(1, 2, 3, 4));
+        assert_eq!(c[0].bbox, Some(PixelBox::new(1, 2, 3, 4)));
         assert_eq!(c[0].image, p.parent().unwrap().join("images/x.jpg"));
         assert_eq!(c[0].category.as_deref(), Some("ship"));
         assert_eq!(c[1].mask, None);
+        let p = write(
+            "text.jsonl",
+            "{\"id\": \"t\", \"image\": \"y.png\", \"text\": \"the white tank\"}\n",
+        );
+        let c = read_cases(&p).unwrap();
+        assert_eq!(
+            (c[0].bbox, c[0].text.as_deref()),
+            (None, Some("the white tank"))
+        );
     }
 
     #[test]
@@ -153,6 +178,10 @@ mod tests {
                 "duplicate",
             ),
             ("not json", "line 1"),
+            (
+                "{\"id\": \"a\", \"image\": \"x\", \"text\": \"  \"}",
+                "non-empty \"text\"",
+            ),
         ] {
             let err = read_cases(&write("bad.jsonl", text))
                 .unwrap_err()

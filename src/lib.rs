@@ -25,6 +25,8 @@
 #![warn(missing_docs)]
 
 pub mod cases;
+pub mod evaluate;
+pub mod finetune;
 pub mod io;
 pub mod overlay;
 mod pipeline;
@@ -127,6 +129,14 @@ pub enum PslgError {
         "the pipeline has no grounding model: build it with PipelineBuilder::grounding, or give a box"
     )]
     NoGrounding,
+    /// An evaluation results file cannot be read, written or resumed.
+    #[error("results file {path}: {reason}")]
+    Results {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A facade parameter is out of range.
     #[error("parameter `{name}` = {value} is out of range")]
     InvalidParam {

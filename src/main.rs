@@ -23,7 +23,7 @@ use pslg::io::{
     save_mask_for,
 };
 use pslg::mbo::MboParams;
-use pslg::metrics::{Accumulator, PRECISION_THRESHOLDS, Summary, mask_stats_by};
+use pslg::metrics::{Accumulator, Summary, mask_stats_by};
 use pslg::{BoxSegmenter, BoxSegmenterParams, PslgError};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -62,6 +62,114 @@ enum Command {
     Ground(GroundArgs),
     /// Train (or fine-tune) LQVG on a DIOR-RSVG-layout folder; one JSON line per epoch.
     TrainGrounding(TrainGroundingArgs),
+    /// Evaluate the pipeline on a referring segmentation dataset split (RRSIS-D / RRSIS-M / RefSegRS):
+    /// Pr@0.5–0.9, oIoU, mIoU, per-category mIoU as one JSON line (one per cell with --ablation).
+    EvalRrsis(EvalRrsisArgs),
+    /// Fine-tune SAM's mask decoder (encoders frozen; BCE, AdamW) on a fraction of a dataset's training
+    /// split; one JSON line per epoch with the validation mIoU. The result loads with `eval-rrsis --decoder`.
+    FinetuneDecoder(FinetuneDecoderArgs),
+}
+
+#[derive(Args)]
+struct FinetuneDecoderArgs {
+    /// Dataset root (as for eval-rrsis).
+    #[arg(long)]
+    root: PathBuf,
+    /// `refcoco` (RRSIS-D, RRSIS-M) or `refsegrs`.
+    #[arg(long, default_value = "refcoco", value_parser = ["refcoco", "refsegrs"])]
+    layout: String,
+    /// The references pickle of the refcoco layout, relative to --root.
+    #[arg(long, default_value = "refs(unc).p")]
+    refs: String,
+    /// Training split.
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Validation split (scored after every epoch).
+    #[arg(long, default_value = "val")]
+    val_split: String,
+    /// Validate on the first N samples of the validation split only.
+    #[arg(long)]
+    val_limit: Option<usize>,
+    /// Fraction of the training split to train on (a seeded subset; 0 = the frozen decoder only).
+    #[arg(long, default_value_t = 1.0)]
+    fraction: f64,
+    /// Epochs to reach (counting those of a resumed run).
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-2)]
+    weight_decay: f64,
+    /// Samples per optimiser step.
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Seed of the subset and of the epoch orders.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The SAM checkpoint to start from (official sam_vit_*.pth or .safetensors).
+    #[arg(long)]
+    sam: PathBuf,
+    /// SAM's decoder attention heads (8 in every official model).
+    #[arg(long, default_value_t = 8)]
+    sam_decoder_heads: usize,
+    /// Prompt with the box alone (no CFPG point), for a decoder meant for `--sam-box-only`.
+    #[arg(long)]
+    box_only: bool,
+    /// Image embedding cache (default: OUT/embeddings); 4 MiB per image for the official models.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Output folder: `last/` after every epoch (resumed automatically), `best/` at the best validation mIoU.
+    #[arg(long)]
+    out: PathBuf,
+    /// Train on the CUDA GPU (build with `--features cuda`).
+    #[arg(long)]
+    cuda: bool,
+}
+
+#[derive(Args)]
+struct EvalRrsisArgs {
+    /// Dataset root: `refs(unc).p`, `instances.json`, `JPEGImages/` (refcoco layout) or `images/`, `masks/`,
+    /// `output_phrase_{split}.txt` (refsegrs layout).
+    #[arg(long)]
+    root: PathBuf,
+    /// `refcoco` (RRSIS-D, RRSIS-M) or `refsegrs`.
+    #[arg(long, default_value = "refcoco", value_parser = ["refcoco", "refsegrs"])]
+    layout: String,
+    /// Split to evaluate (`test`, `val`, `train`…).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// The references pickle of the refcoco layout, relative to --root.
+    #[arg(long, default_value = "refs(unc).p")]
+    refs: String,
+    /// Prompt with the ground-truth mask's tight box instead of grounding the sentence (isolates stage 2).
+    #[arg(long)]
+    gt_box: bool,
+    #[command(flatten)]
+    grounding: GroundingFlags,
+    #[command(flatten)]
+    sam: SamFlags,
+    /// A fine-tuned SAM mask decoder (`finetune-decoder --out` folder, or its decoder.safetensors).
+    #[arg(long, requires = "sam")]
+    decoder: Option<PathBuf>,
+    #[command(flatten)]
+    stages: StageFlags,
+    /// Evaluate the CFPG × MBO grid (Table 3) in one pass: images encoded and boxes grounded once.
+    #[arg(long, conflicts_with_all = ["no_cfpg", "no_mbo"])]
+    ablation: bool,
+    /// `original` (masks at the image size) or a square side such as `480` (RMSIN's protocol).
+    #[arg(long, default_value = "original")]
+    protocol: pslg::evaluate::Protocol,
+    /// Results file (JSON lines: settings, one line per sample, summary). An existing one is resumed.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Evaluate only the first N samples of the split.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print a human-readable table instead of JSON lines.
+    #[arg(long)]
+    table: bool,
 }
 
 #[derive(Args)]
@@ -431,13 +539,6 @@ struct SegmentArgs {
     stages: StageFlags,
     #[command(flatten)]
     sam: SamFlags,
-    #[command(flatten)]
-    grounding: GroundingFlags,
-}
-
-/// Stage 1 for `segment`: a sentence grounded to a box by LQVG.
-#[derive(Args)]
-struct GroundingFlags {
     /// The referring sentence (instead of --box): LQVG grounds it to a box first.
     #[arg(
         long,
@@ -445,7 +546,14 @@ struct GroundingFlags {
         conflicts_with_all = ["bbox", "box_map", "window", "tile"]
     )]
     text: Option<String>,
-    /// LQVG checkpoint for --text (official checkpoint.pth, or a model.safetensors of train-grounding).
+    #[command(flatten)]
+    grounding: GroundingFlags,
+}
+
+/// Stage 1: the LQVG model that grounds sentences to boxes.
+#[derive(Args)]
+struct GroundingFlags {
+    /// LQVG checkpoint for sentences (official checkpoint.pth, or a model.safetensors of train-grounding).
     #[arg(long, value_name = "CHECKPOINT")]
     grounding: Option<PathBuf>,
     /// tokenizer.json of the grounding model's text encoder.
@@ -480,6 +588,26 @@ fn resolve_text_config(
     Ok(TextConfig::roberta_base())
 }
 
+impl GroundingFlags {
+    /// The grounder of `--grounding` / `--tokenizer` on the CPU, `None` without `--grounding`.
+    fn grounder(&self) -> Result<Option<pslg::grounding::Grounder<CpuBackend>>> {
+        use pslg::grounding::{Grounder, Lqvg, TextTokenizer};
+        let Some(ckpt) = &self.grounding else {
+            return Ok(None);
+        };
+        let Some(tok) = &self.tokenizer else {
+            bail!("--grounding needs --tokenizer TOKENIZER.json (the text encoder's tokenizer)");
+        };
+        let device = Default::default();
+        let config = resolve_text_config(self.text_config.as_deref(), Some(tok))?;
+        let model = Lqvg::<CpuBackend>::load(ckpt, config, Some(self.grounding_heads), &device)?;
+        Ok(Some(
+            Grounder::new(model, Some(TextTokenizer::from_file(tok)?), device)
+                .with_input_size(self.grounding_input_size),
+        ))
+    }
+}
+
 /// `segment --text`: the grounding box of the sentence as whole pixels.
 fn ground_text(
     g: &GroundingFlags,
@@ -487,16 +615,10 @@ fn ground_text(
     image_path: &Path,
     options: &LoadOptions,
 ) -> Result<pslg::cfpg::PixelBox> {
-    use pslg::grounding::{Grounder, Lqvg, TextTokenizer};
-    let (Some(ckpt), Some(tok)) = (&g.grounding, &g.tokenizer) else {
+    let t = Instant::now();
+    let Some(grounder) = g.grounder()? else {
         bail!("--text needs --grounding CHECKPOINT and --tokenizer TOKENIZER.json");
     };
-    let device = Default::default();
-    let config = resolve_text_config(g.text_config.as_deref(), Some(tok))?;
-    let t = Instant::now();
-    let model = Lqvg::<CpuBackend>::load(ckpt, config, Some(g.grounding_heads), &device)?;
-    let grounder = Grounder::new(model, Some(TextTokenizer::from_file(tok)?), device)
-        .with_input_size(g.grounding_input_size);
     let image = load_rgb_with(image_path, options)?;
     let out = grounder.predict(&image, text)?;
     let bbox = pslg::pixel_box(out.box_xyxy, image.width(), image.height());
@@ -531,6 +653,9 @@ struct BatchArgs {
     stages: StageFlags,
     #[command(flatten)]
     sam: SamFlags,
+    /// Grounding model for the cases that carry a "text" instead of a "box".
+    #[command(flatten)]
+    grounding: GroundingFlags,
 }
 
 #[derive(Args)]
@@ -554,6 +679,8 @@ fn main() -> Result<()> {
         Command::Sam(a) => sam(a),
         Command::Ground(a) => ground(a),
         Command::TrainGrounding(a) => train_grounding(a),
+        Command::EvalRrsis(a) => eval_rrsis(a),
+        Command::FinetuneDecoder(a) => finetune_decoder(a),
     }
 }
 
@@ -597,7 +724,7 @@ fn segment(a: SegmentArgs) -> Result<()> {
     } else {
         None
     };
-    let (bbox, prompt) = match (&a.bbox, &a.box_map, &a.grounding.text) {
+    let (bbox, prompt) = match (&a.bbox, &a.box_map, &a.text) {
         (Some(b), _, _) => (parse_box(b)?, format!("box {b}")),
         (None, Some(m), _) => (
             map_box(m, georef.as_ref(), &a.image)?,
@@ -1002,12 +1129,80 @@ struct CaseReport {
     fallback_point: bool,
 }
 
+/// `batch`: grounds the cases that carry a sentence and no box (each image loaded once), writing
+/// `OUT_DIR/groundings.jsonl` (`{"id", "text", "box", "score"}` per case). Returns the failures.
+fn ground_cases(
+    cases: &mut [Case],
+    g: &GroundingFlags,
+    options: &LoadOptions,
+    out_dir: &Path,
+) -> Result<Vec<String>> {
+    let todo: Vec<usize> = (0..cases.len())
+        .filter(|&i| cases[i].bbox.is_none())
+        .collect();
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(grounder) = g.grounder()? else {
+        bail!(
+            "{} case(s) carry a \"text\" and no \"box\" (the first: {}); give --grounding CHECKPOINT and --tokenizer TOKENIZER.json to ground them",
+            todo.len(),
+            cases[todo[0]].id
+        );
+    };
+    let mut failures = Vec::new();
+    let mut lines = String::new();
+    let bar = ProgressBar::new(todo.len() as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} sentences grounded, {elapsed} elapsed, eta {eta}",
+    )?);
+    let mut order = todo;
+    order.sort_by(|&x, &y| cases[x].image.cmp(&cases[y].image));
+    let mut current: Option<(PathBuf, RgbImage)> = None;
+    for i in order {
+        let c = &cases[i];
+        if current.as_ref().is_none_or(|(p, _)| p != &c.image) {
+            match load_rgb_with(&c.image, options) {
+                Ok(img) => current = Some((c.image.clone(), img)),
+                Err(e) => {
+                    failures.push(format!("{}: {e}", c.id));
+                    current = None;
+                    bar.inc(1);
+                    continue;
+                }
+            }
+        }
+        let Some((_, image)) = current.as_ref() else {
+            continue;
+        };
+        let text = c.text.clone().unwrap_or_default();
+        match grounder.predict(image, &text) {
+            Ok(out) => {
+                let b = pslg::pixel_box(out.box_xyxy, image.width(), image.height());
+                lines += &format!(
+                    "{}\n",
+                    serde_json::json!({"id": c.id, "text": text, "box": [b.x1, b.y1, b.x2, b.y2], "score": out.score})
+                );
+                cases[i].bbox = Some(b);
+            }
+            Err(e) => failures.push(format!("{}: {e}", c.id)),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let path = out_dir.join("groundings.jsonl");
+    std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    Ok(failures)
+}
+
 fn batch(a: BatchArgs) -> Result<()> {
-    let cases = read_cases(&a.cases)?;
+    let mut cases = read_cases(&a.cases)?;
     let seg = a.stages.segmenter()?;
     let load_options = a.image_flags.options()?;
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let grounding_failures = ground_cases(&mut cases, &a.grounding, &load_options, &a.out_dir)?;
+    let cases = cases;
     // Group the cases by image so that each image is decoded once.
     let mut by_image: BTreeMap<&Path, Vec<&Case>> = BTreeMap::new();
     for c in &cases {
@@ -1021,7 +1216,7 @@ fn batch(a: BatchArgs) -> Result<()> {
         "{bar:40} {pos}/{len} cases, {elapsed} elapsed, eta {eta}",
     )?);
     let reports = Mutex::new(Vec::new());
-    let failures = Mutex::new(Vec::new());
+    let failures = Mutex::new(grounding_failures);
     let mut sam = a.sam.segmenter(&seg)?;
     let t0 = Instant::now();
     // One image's cases: `segment` runs one case (after `prepare` on the image, e.g. SAM's encoding).
@@ -1042,8 +1237,13 @@ fn batch(a: BatchArgs) -> Result<()> {
             }
         };
         for c in group {
+            let Some(bbox) = c.bbox else {
+                // A sentence that could not be grounded (already counted as a failure).
+                bar.inc(1);
+                continue;
+            };
             let t = Instant::now();
-            let result = segment(&image, c.bbox);
+            let result = segment(&image, bbox);
             let elapsed = t.elapsed();
             match result.and_then(|out| {
                 save_mask(&out.mask, &a.out_dir.join(format!("{}.png", c.id))).map(|()| out)
@@ -1146,67 +1346,377 @@ fn eval(a: EvalArgs) -> Result<()> {
     }
     let s = acc.summary();
     if a.table {
-        print_table(&s);
+        say!(
+            "{}",
+            pslg::evaluate::format_table(&[("all", &s)]).trim_end()
+        );
     } else {
-        say!("{}", summary_json(&s));
+        say!("{}", pslg::evaluate::summary_json(&s));
     }
     Ok(())
 }
 
-/// The metrics in percent, keyed as in the RRSIS tables and `boxmask_eval.py`.
-fn summary_json(s: &Summary) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    m.insert("n".into(), s.n.into());
-    m.insert("mIoU".into(), round2(100.0 * s.miou).into());
-    m.insert("oIoU".into(), round2(100.0 * s.oiou).into());
-    for t in PRECISION_THRESHOLDS {
-        m.insert(
-            format!("Pr@{t}"),
-            round2(100.0 * s.precision_at(t).unwrap_or(0.0)).into(),
-        );
+/// A `finetune-decoder --out` folder → its best decoder; a file as it is.
+fn decoder_file(p: &Path) -> PathBuf {
+    if p.is_dir() {
+        let best = p.join("best/decoder.safetensors");
+        if best.is_file() {
+            return best;
+        }
+        return p.join("last/decoder.safetensors");
     }
-    let per: serde_json::Map<String, serde_json::Value> = s
-        .per_category
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                serde_json::json!({"n": v.n, "mIoU": round2(100.0 * v.miou)}),
-            )
-        })
-        .collect();
-    m.insert("per_category".into(), per.into());
-    serde_json::Value::Object(m)
+    p.to_path_buf()
 }
 
-fn print_table(s: &Summary) {
-    say!(
-        "{:<22} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "",
-        "n",
-        "mIoU",
-        "oIoU",
-        "Pr@0.5",
-        "Pr@0.6",
-        "Pr@0.7",
-        "Pr@0.8",
-        "Pr@0.9"
-    );
-    let pr: Vec<String> = PRECISION_THRESHOLDS
-        .iter()
-        .map(|&t| format!("{:>7.2}", 100.0 * s.precision_at(t).unwrap_or(0.0)))
-        .collect();
-    say!(
-        "{:<22} {:>6} {:>7.2} {:>7.2} {}",
-        "all",
-        s.n,
-        100.0 * s.miou,
-        100.0 * s.oiou,
-        pr.join(" ")
-    );
-    for (k, v) in &s.per_category {
-        say!("{:<22} {:>6} {:>7.2}", k, v.n, 100.0 * v.miou);
+/// Peak resident memory of this process in MB (Linux `VmHWM`), when known.
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn eval_rrsis(a: EvalRrsisArgs) -> Result<()> {
+    use pslg::evaluate::{EvalSettings, ResultsFile, Tally, Variant, evaluate, format_table};
+    let t = Instant::now();
+    let mut samples = match a.layout.as_str() {
+        "refsegrs" => pslg::rrsis::read_refsegrs(&a.root, &a.split)?,
+        _ => pslg::rrsis::read_refcoco(&a.root, &a.refs, &a.split)?,
+    };
+    if let Some(n) = a.limit {
+        samples.truncate(n);
     }
+    eprintln!(
+        "pslg: {} samples of split {:?} read from {} in {:.1} s",
+        samples.len(),
+        a.split,
+        a.root.display(),
+        t.elapsed().as_secs_f64()
+    );
+    let seg = a.stages.segmenter()?;
+    let base = seg.params().clone();
+    let variants: Vec<Variant> = if a.ablation {
+        Variant::GRID.to_vec()
+    } else {
+        vec![Variant {
+            cfpg: !a.stages.no_cfpg,
+            mbo: !a.stages.no_mbo,
+        }]
+    };
+    let stages = variants
+        .iter()
+        .map(|v| v.stages(&base))
+        .collect::<Result<Vec<_>, _>>()?;
+    let device = burn_ndarray::NdArrayDevice::default();
+    let mut builder = pslg::Pipeline::<CpuBackend>::builder(device).params(base.clone());
+    if let Some(path) = &a.sam.sam {
+        let mut model =
+            pslg::sam::Sam::<CpuBackend>::load(path, Some(a.sam.sam_decoder_heads), &device)?;
+        if let Some(d) = &a.decoder {
+            model = model.load_decoder(decoder_file(d))?;
+        }
+        let params = pslg::SamSegmenterParams {
+            point_prompt: !a.sam.sam_box_only,
+            ..Default::default()
+        };
+        builder = builder.sam(model, params);
+    }
+    if !a.gt_box {
+        let Some(grounder) = a.grounding.grounder()? else {
+            bail!("without --gt-box, give --grounding CHECKPOINT and --tokenizer TOKENIZER.json");
+        };
+        builder = builder.grounding(grounder);
+    }
+    let mut pipeline = builder.build()?;
+    let path_json = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let settings = EvalSettings {
+        gt_box: a.gt_box,
+        variants: variants.clone(),
+        protocol: a.protocol.to_string(),
+        run: serde_json::json!({
+            "root": a.root.display().to_string(),
+            "layout": a.layout,
+            "split": a.split,
+            "limit": a.limit,
+            "grounding": path_json(&a.grounding.grounding),
+            "sam": path_json(&a.sam.sam),
+            "decoder": path_json(&a.decoder),
+            "sam_box_only": a.sam.sam_box_only,
+            "stages": format!("{base:?}"),
+        }),
+    };
+    let mut results = a
+        .out
+        .as_ref()
+        .map(|p| ResultsFile::open(p, &settings))
+        .transpose()?;
+    let mut tally = Tally::new(variants.len());
+    let skip = results.as_ref().map(|r| r.done.clone()).unwrap_or_default();
+    if !skip.is_empty() {
+        eprintln!("pslg: resuming: {} samples already scored", skip.len());
+    }
+    let todo = samples.iter().filter(|s| !skip.contains(&s.id)).count();
+    let bar = ProgressBar::new(todo as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} samples, {elapsed} elapsed, eta {eta}",
+    )?);
+    let speed = evaluate(
+        &mut pipeline,
+        &samples,
+        &settings,
+        &stages,
+        &skip,
+        |r| {
+            tally.add(r)?;
+            match results.as_mut() {
+                Some(f) => f.push(r),
+                None => Ok(()),
+            }
+        },
+        || bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    // With a results file, the totals include the resumed samples.
+    let tally = results.as_ref().map_or(tally, |r| r.tally.clone());
+    let summaries = tally.summaries();
+    let mut lines = Vec::new();
+    for (v, s) in variants.iter().zip(&summaries) {
+        let mut j = pslg::evaluate::summary_json(s);
+        if a.ablation {
+            j["cfpg"] = v.cfpg.into();
+            j["mbo"] = v.mbo.into();
+        }
+        if let Some(acc) = tally.box_accuracy() {
+            j["box_Pr@0.5"] = ((acc * 10000.0).round() / 100.0).into();
+        }
+        lines.push(j);
+    }
+    let mut speed_json = speed.to_json();
+    if let Some(mb) = peak_rss_mb() {
+        speed_json["peak_rss_mb"] = mb.round().into();
+    }
+    if let Some(f) = results.as_mut() {
+        f.finish(&serde_json::json!({"results": lines, "speed": speed_json}))?;
+    }
+    if a.table {
+        let labels: Vec<String> = variants
+            .iter()
+            .map(|v| {
+                if a.ablation {
+                    v.name().to_string()
+                } else {
+                    "all".to_string()
+                }
+            })
+            .collect();
+        let rows: Vec<(&str, &Summary)> =
+            labels.iter().map(String::as_str).zip(&summaries).collect();
+        say!("{}", format_table(&rows).trim_end());
+    } else {
+        for j in &lines {
+            say!("{j}");
+        }
+    }
+    eprintln!(
+        "pslg: {} images, {} samples in {:.1} s ({:.2} images/s, {:.2} samples/s; encode {:.1} s, grounding {:.1} s, stage 2 {:.1} s){}",
+        speed.images,
+        speed.queries,
+        speed.wall.as_secs_f64(),
+        speed_json["images_per_s"].as_f64().unwrap_or(0.0),
+        speed_json["queries_per_s"].as_f64().unwrap_or(0.0),
+        speed.encode.as_secs_f64(),
+        speed.ground.as_secs_f64(),
+        speed.stage2.as_secs_f64(),
+        peak_rss_mb().map_or(String::new(), |m| format!("; peak RSS {m:.0} MB"))
+    );
+    Ok(())
+}
+
+fn finetune_decoder(a: FinetuneDecoderArgs) -> Result<()> {
+    if a.cuda {
+        #[cfg(feature = "cuda")]
+        {
+            return finetune_decoder_on::<burn::backend::Autodiff<burn::backend::Cuda>>(
+                &a,
+                Default::default(),
+            );
+        }
+        #[cfg(not(feature = "cuda"))]
+        bail!("--cuda needs a binary built with `--features cuda`");
+    }
+    finetune_decoder_on::<burn::backend::Autodiff<burn_ndarray::NdArray>>(&a, Default::default())
+}
+
+fn read_split(
+    layout: &str,
+    root: &Path,
+    refs: &str,
+    split: &str,
+) -> Result<Vec<pslg::rrsis::RefSample>> {
+    Ok(match layout {
+        "refsegrs" => pslg::rrsis::read_refsegrs(root, split)?,
+        _ => pslg::rrsis::read_refcoco(root, refs, split)?,
+    })
+}
+
+fn finetune_decoder_on<B: burn::tensor::backend::AutodiffBackend>(
+    a: &FinetuneDecoderArgs,
+    device: B::Device,
+) -> Result<()> {
+    use pslg::finetune::{DecoderTrainer, EmbeddingCache, EpochReport, FinetuneConfig};
+    let config = FinetuneConfig {
+        fraction: a.fraction,
+        epochs: a.epochs,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        batch_size: a.batch_size,
+        seed: a.seed,
+    };
+    config.validate()?;
+    let train_all = read_split(&a.layout, &a.root, &a.refs, &a.split)?;
+    let mut val = read_split(&a.layout, &a.root, &a.refs, &a.val_split)?;
+    if let Some(n) = a.val_limit {
+        val.truncate(n);
+    }
+    let subset = config.subset(train_all.len());
+    let train: Vec<_> = subset.iter().map(|&i| train_all[i].clone()).collect();
+    eprintln!(
+        "pslg: training on {} of {} samples of {:?} (fraction {}, seed {}), validating on {} of {:?}",
+        train.len(),
+        train_all.len(),
+        a.split,
+        a.fraction,
+        a.seed,
+        val.len(),
+        a.val_split
+    );
+    let sam = pslg::sam::Sam::<B>::load(&a.sam, Some(a.sam_decoder_heads), &device)?;
+    let last = a.out.join("last");
+    let mut trainer = if last.join("state.json").is_file() {
+        let t = DecoderTrainer::resume(sam, &last, device.clone())?;
+        let stored = t.config();
+        if (
+            stored.fraction,
+            stored.seed,
+            stored.lr,
+            stored.weight_decay,
+            stored.batch_size,
+        ) != (a.fraction, a.seed, a.lr, a.weight_decay, a.batch_size)
+        {
+            bail!(
+                "{} was started with other settings ({stored:?}); use the same flags to resume, or another --out",
+                last.display()
+            );
+        }
+        eprintln!("pslg: resuming {} after epoch {}", last.display(), t.epoch);
+        t
+    } else {
+        DecoderTrainer::new(sam, config.clone(), device.clone())?
+    };
+    // More epochs than the stored run asked for extend it.
+    let stages = if a.box_only {
+        BoxSegmenter::new(BoxSegmenterParams {
+            cfpg: None,
+            ..Default::default()
+        })?
+    } else {
+        BoxSegmenter::new(BoxSegmenterParams::default())?
+    };
+    let cache = EmbeddingCache::new(a.cache.clone().unwrap_or_else(|| a.out.join("embeddings")));
+    let inner = trainer.model();
+    let bar = |n: usize, what: &str| -> Result<ProgressBar> {
+        let b = ProgressBar::new(n as u64);
+        b.set_style(ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what}, {{elapsed}} elapsed, eta {{eta}}"
+        ))?);
+        Ok(b)
+    };
+    let t = Instant::now();
+    let pb = bar(
+        train.len() + val.len(),
+        "samples prepared (embeddings cached, CFPG points)",
+    )?;
+    let train_ex = cache.prepare(&inner, &device, &train, &stages, || pb.inc(1))?;
+    let val_ex = cache.prepare(&inner, &device, &val, &stages, || pb.inc(1))?;
+    pb.finish_and_clear();
+    eprintln!(
+        "pslg: examples prepared in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    drop(inner);
+    let report = |r: &EpochReport| {
+        say!(
+            "{}",
+            serde_json::json!({
+                "epoch": r.epoch,
+                "train_loss": r.train_loss,
+                "val_mIoU": round2(100.0 * r.val_miou),
+                "val_oIoU": round2(100.0 * r.val_oiou),
+                "seconds": round2(r.seconds),
+            })
+        );
+    };
+    let best_dir = a.out.join("best");
+    if trainer.history.is_empty() {
+        let t = Instant::now();
+        let pb = bar(val_ex.len(), "validation samples (frozen decoder)")?;
+        let s = trainer.validate(&val_ex, || pb.inc(1))?;
+        pb.finish_and_clear();
+        let r = EpochReport {
+            epoch: 0,
+            train_loss: 0.0,
+            val_miou: s.miou,
+            val_oiou: s.oiou,
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        report(&r);
+        trainer.history.push(r);
+        trainer.save(&last)?;
+        trainer.save(&best_dir)?;
+    }
+    let epochs = if train_ex.is_empty() {
+        trainer.epoch
+    } else {
+        a.epochs
+    };
+    while trainer.epoch < epochs {
+        let t = Instant::now();
+        let pb = bar(
+            train_ex.len() + val_ex.len(),
+            &format!("samples of epoch {}", trainer.epoch + 1),
+        )?;
+        let loss = trainer.train_epoch(&train_ex, || pb.inc(1))?;
+        let s = trainer.validate(&val_ex, || pb.inc(1))?;
+        pb.finish_and_clear();
+        let best_so_far = trainer
+            .history
+            .iter()
+            .map(|r| r.val_miou)
+            .fold(f64::MIN, f64::max);
+        let r = EpochReport {
+            epoch: trainer.epoch,
+            train_loss: loss,
+            val_miou: s.miou,
+            val_oiou: s.oiou,
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        report(&r);
+        trainer.history.push(r);
+        trainer.save(&last)?;
+        if s.miou > best_so_far {
+            trainer.save(&best_dir)?;
+        }
+    }
+    let best = trainer
+        .history
+        .iter()
+        .max_by(|x, y| x.val_miou.total_cmp(&y.val_miou))
+        .map_or(0, |r| r.epoch);
+    eprintln!(
+        "pslg: best validation mIoU at epoch {best}; use --decoder {} with eval-rrsis",
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn ground(a: GroundArgs) -> Result<()> {

@@ -137,6 +137,33 @@ impl<B: Backend> Pipeline<B> {
         }
     }
 
+    /// [`Pipeline::segment_box`] with other CFPG / MBO stages (same image encoding): one cell of the
+    /// CFPG × MBO ablation.
+    ///
+    /// # Errors
+    /// As [`Pipeline::segment_box`].
+    pub fn segment_box_with(
+        &self,
+        image: &RgbImage,
+        bbox: PixelBox,
+        stages: &BoxSegmenter,
+    ) -> Result<BoxMask, PslgError> {
+        match &self.sam {
+            Some(sam) => sam.segment_with(image, bbox, stages),
+            None => stages.segment(image, bbox),
+        }
+    }
+
+    /// Whether a grounding model is set (sentences can be segmented).
+    pub fn has_grounding(&self) -> bool {
+        self.grounder.is_some()
+    }
+
+    /// The CFPG / MBO stages the pipeline was built with.
+    pub fn stages(&self) -> &BoxSegmenter {
+        &self.stages
+    }
+
     /// Sentence → mask on the image last given to [`Pipeline::set_image`].
     ///
     /// # Errors

@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use image::RgbImage;
 use pslg_cfpg::{PixelBox, clamp_box};
 use pslg_mbo::Trimap;
-use pslg_sam::{Prompt, Sam, SamPredictor};
+use pslg_sam::{Sam, SamPredictor};
 use std::time::Instant;
 
 /// Parameters of [`SamSegmenter`] besides the CFPG / MBO ones (which come from a [`BoxSegmenter`]).
@@ -85,6 +85,21 @@ impl<B: Backend> SamSegmenter<B> {
     /// [`PslgError::Sam`] when no image (or another size) was set; [`PslgError::Cfpg`] for a degenerate or
     /// outside box; [`PslgError::Mbo`] from the refinement.
     pub fn segment(&self, image: &RgbImage, bbox: PixelBox) -> Result<BoxMask, PslgError> {
+        self.segment_with(image, bbox, &self.stages)
+    }
+
+    /// [`SamSegmenter::segment`] with other CFPG / MBO stages on the same image encoding: the ablation of
+    /// `pslg eval-rrsis --ablation` (`stages` without CFPG prompts SAM with the box alone; without MBO, SAM's
+    /// mask inside the box is the result).
+    ///
+    /// # Errors
+    /// As [`SamSegmenter::segment`].
+    pub fn segment_with(
+        &self,
+        image: &RgbImage,
+        bbox: PixelBox,
+        stages: &BoxSegmenter,
+    ) -> Result<BoxMask, PslgError> {
         let (w, h) = image.dimensions();
         if self.image_size != Some((w, h)) {
             return Err(PslgError::Sam(pslg_sam::SamError::NoImage));
@@ -92,8 +107,7 @@ impl<B: Backend> SamSegmenter<B> {
         let roi = clamp_box(bbox, w, h)?;
         let mut timings = StageTimings::default();
         let t = Instant::now();
-        let point = self
-            .stages
+        let point = stages
             .cfpg
             .as_ref()
             .map(|g| g.generate(image, bbox))
@@ -101,21 +115,14 @@ impl<B: Backend> SamSegmenter<B> {
         timings.cfpg = t.elapsed();
 
         let t = Instant::now();
-        let (x1, y1) = (roi.x as f32, roi.y as f32);
-        let (x2, y2) = ((roi.x + roi.width) as f32, (roi.y + roi.height) as f32);
-        // The official predictor's boxes are pixel coordinates of the corners; pslg's x2/y2 are exclusive.
-        let mut prompt = Prompt::default().with_box([x1, y1, x2 - 1.0, y2 - 1.0]);
-        if self.params.point_prompt
-            && let Some(p) = point.as_ref().filter(|p| !p.is_fallback())
-        {
-            prompt = prompt.with_point([p.x as f32, p.y as f32], 1);
-        }
+        let prompt =
+            crate::finetune::sam_prompt(roi, point.as_ref().filter(|_| self.params.point_prompt));
         let prediction = self.predictor.predict(&prompt, false)?;
         // SAM's mask inside the box (the referring box bounds the object, as in the box path).
         let (sam_mask, sam_area) = paste_in_box(&prediction.best_mask(), (0, 0), roi, (w, h));
         timings.sam = t.elapsed();
 
-        let Some(refiner) = &self.stages.mbo else {
+        let Some(refiner) = &stages.mbo else {
             return Ok(BoxMask {
                 sam: Some(prediction),
                 mask: sam_mask,
@@ -128,13 +135,13 @@ impl<B: Backend> SamSegmenter<B> {
         };
         if sam_area == 0 {
             // SAM found nothing: the weight-free path from the box.
-            let mut out = self.stages.segment(image, bbox)?;
+            let mut out = stages.segment(image, bbox)?;
             out.timings.sam = timings.sam;
             out.sam = Some(prediction);
             return Ok(out);
         }
         let t = Instant::now();
-        let ctx = self.stages.context_crop(roi, w, h);
+        let ctx = stages.context_crop(roi, w, h);
         let (cx0, cy0) = (ctx.x, ctx.y);
         let crop = image::imageops::crop_imm(image, cx0, cy0, ctx.width, ctx.height).to_image();
         let crop_mask =
@@ -152,15 +159,14 @@ impl<B: Backend> SamSegmenter<B> {
             ..roi
         });
         if let Some(p) = point.as_ref().filter(|p| !p.is_fallback()) {
-            let r = (self.stages.params().seed_radius_fraction
-                * f64::from(roi.width.min(roi.height)))
-            .max(1.0);
+            let r = (stages.params().seed_radius_fraction * f64::from(roi.width.min(roi.height)))
+                .max(1.0);
             trimap.set_foreground_disk(p.x - f64::from(cx0), p.y - f64::from(cy0), r);
         }
         let refinement = refiner.refine(&crop, &trimap)?;
         let (mut mask, kept) = paste_in_box(&refinement.mask, (cx0, cy0), roi, (w, h));
         // MBO collapsing far below SAM's mask (inside the box) is GrabCut's failure mode: keep SAM's mask.
-        let collapsed = (kept as f64) < self.stages.params().min_keep_fraction * sam_area as f64;
+        let collapsed = (kept as f64) < stages.params().min_keep_fraction * sam_area as f64;
         if collapsed {
             mask = sam_mask;
         }

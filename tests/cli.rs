@@ -609,3 +609,66 @@ fn segment_with_text_grounds_then_segments() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn batch_grounds_text_cases() {
+    use pslg::grounding::toy_tokenizer;
+    let d = tmp("batch-text");
+    disc_image(&d.join("img.png"));
+    toy_tokenizer()
+        .unwrap()
+        .save(d.join("tokenizer.json"))
+        .unwrap();
+    std::fs::write(
+        d.join("cases.jsonl"),
+        "{\"id\": \"a\", \"image\": \"img.png\", \"text\": \"the yellow circle\"}\n\
+         {\"id\": \"b\", \"image\": \"img.png\", \"text\": \"the red square\"}\n\
+         {\"id\": \"c\", \"image\": \"img.png\", \"box\": [18, 13, 42, 37]}\n",
+    )
+    .unwrap();
+    let fx =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/grounding/tests/fixtures/lqvg-tiny");
+    // Sentences without a grounding model: a message naming the case and the flags.
+    let out = pslg()
+        .args(["batch", "--cases"])
+        .arg(d.join("cases.jsonl"))
+        .arg("--out-dir")
+        .arg(d.join("pred"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("--grounding") && msg.contains("(the first: a)"),
+        "{msg}"
+    );
+    let summary = run_json(&[
+        "batch".as_ref(),
+        "--cases".as_ref(),
+        d.join("cases.jsonl").as_os_str(),
+        "--out-dir".as_ref(),
+        d.join("pred").as_os_str(),
+        "--grounding".as_ref(),
+        fx.join("checkpoint.pth").as_os_str(),
+        "--tokenizer".as_ref(),
+        d.join("tokenizer.json").as_os_str(),
+        "--text-config".as_ref(),
+        fx.join("text_config.json").as_os_str(),
+        "--grounding-input-size".as_ref(),
+        "128".as_ref(),
+    ]);
+    assert_eq!(summary["written"], 3, "{summary}");
+    let groundings = std::fs::read_to_string(d.join("pred/groundings.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = groundings
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["box"].as_array().unwrap().len(), 4);
+        assert!(l["score"].is_number());
+    }
+    for id in ["a", "b", "c"] {
+        assert!(d.join(format!("pred/{id}.png")).is_file());
+    }
+}

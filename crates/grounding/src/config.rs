@@ -147,7 +147,10 @@ impl TextConfig {
     /// [`GroundingError::Config`] saying which value is wrong.
     pub fn validate(&self) -> Result<(), GroundingError> {
         let err = |m: String| Err(GroundingError::Config(m));
-        if self.hidden_size == 0 || self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
+        if self.hidden_size == 0
+            || self.num_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_heads)
+        {
             return err(format!(
                 "text hidden size {} is not a positive multiple of the {} heads",
                 self.hidden_size, self.num_heads
@@ -162,7 +165,7 @@ impl TextConfig {
                 self.pad_token_id, self.vocab_size
             ));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return err(format!(
                 "layer_norm_eps {} must be positive",
                 self.layer_norm_eps
@@ -320,13 +323,13 @@ impl LqvgConfig {
     pub fn validate(&self) -> Result<(), GroundingError> {
         self.text.validate()?;
         let err = |m: String| Err(GroundingError::Config(m));
-        if self.heads == 0 || self.hidden_dim % self.heads != 0 {
+        if self.heads == 0 || !self.hidden_dim.is_multiple_of(self.heads) {
             return err(format!(
                 "hidden_dim {} is not a multiple of the {} heads",
                 self.hidden_dim, self.heads
             ));
         }
-        if self.hidden_dim % 32 != 0 {
+        if !self.hidden_dim.is_multiple_of(32) {
             return err(format!(
                 "hidden_dim {} must be a multiple of 32 (the input projections use GroupNorm(32))",
                 self.hidden_dim

@@ -261,6 +261,8 @@ impl<B: Backend> Lqvg<B> {
         let mut shapes = Vec::new();
         let c4 = feats[2].clone();
         let mut last_map: Option<Tensor<B, 4>> = None;
+        // Levels 0–2 take the backbone stages, level 3 the last stage again, later levels the previous map.
+        #[allow(clippy::needless_range_loop)]
         for l in 0..self.config.num_feature_levels {
             let proj = if l < 3 {
                 self.input_proj[l].forward(feats[l].clone())

@@ -681,7 +681,7 @@ pub fn export_safetensors<B: Backend>(
         .with_to_adapter(BurnToPyTorchAdapter)
         .overwrite(true);
     for (official, port) in KEY_MAP {
-        store = store.with_key_remapping(&fragment_regex(port), &fragment_template(official));
+        store = store.with_key_remapping(fragment_regex(port), fragment_template(official));
     }
     model
         .save_into(&mut store)

@@ -1,7 +1,10 @@
 //! The whole model: encoder, prompt encoder, decoder; checkpoint loading; pre- and post-processing.
 
 use crate::image_encoder::ImageEncoderViT;
-use crate::load::{is_safetensors, read_shapes, remap_patterns, to_official};
+use crate::load::{KEY_MAP, is_safetensors, read_shapes, remap_patterns, to_official};
+
+/// Prefix of the mask decoder's keys in an official state dict.
+const DECODER_PREFIX: &str = "mask_decoder.";
 use crate::mask_decoder::MaskDecoder;
 use crate::prompt_encoder::PromptEncoder;
 use crate::{SamConfig, SamError};
@@ -98,6 +101,121 @@ impl<B: Backend> Sam<B> {
                 (to_official(&path), s.shape.to_vec())
             })
             .collect()
+    }
+
+    /// Writes the mask decoder alone as a safetensors file with the official key names
+    /// (`mask_decoder.…`): what `pslg finetune-decoder` produces and [`Sam::load_decoder`] reads.
+    ///
+    /// # Errors
+    /// [`SamError::ReadCheckpoint`] (naming the file) when it cannot be written.
+    pub fn save_decoder(&self, path: impl AsRef<Path>) -> Result<(), SamError> {
+        let path = path.as_ref();
+        let mut store = SafetensorsStore::from_file(path)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .overwrite(true)
+            .with_key_remapping("^", DECODER_PREFIX);
+        for (official, port) in KEY_MAP {
+            if official.starts_with(DECODER_PREFIX) {
+                store =
+                    store.with_key_remapping(format!("^{}", port.replace('.', r"\.")), *official);
+            }
+        }
+        self.mask_decoder
+            .save_into(&mut store)
+            .map_err(|e| SamError::ReadCheckpoint {
+                path: path.to_path_buf(),
+                reason: format!("cannot write it: {e}"),
+            })
+    }
+
+    /// Replaces the mask decoder's weights with those of `path`: a file [`Sam::save_decoder`] wrote (a
+    /// fine-tuned decoder), or any SAM checkpoint of the same architecture (only its `mask_decoder.*`
+    /// tensors are read). The image and prompt encoders are untouched.
+    ///
+    /// # Errors
+    /// [`SamError::ReadCheckpoint`] for an unreadable file; [`SamError::MissingTensor`] /
+    /// [`SamError::ShapeMismatch`] / [`SamError::UnexpectedTensor`] naming the decoder key that does not fit
+    /// (e.g. a decoder fine-tuned from another SAM variant).
+    pub fn load_decoder(mut self, path: impl AsRef<Path>) -> Result<Self, SamError> {
+        let path = path.as_ref();
+        let shapes = read_shapes(path)?;
+        let expected: BTreeMap<String, Vec<usize>> = self
+            .expected_shapes()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(DECODER_PREFIX))
+            .collect();
+        for (key, want) in &expected {
+            match shapes.get(key) {
+                None => {
+                    return Err(SamError::MissingTensor {
+                        path: path.to_path_buf(),
+                        key: key.clone(),
+                        expected: want.clone(),
+                    });
+                }
+                Some(found) if found != want => {
+                    return Err(SamError::ShapeMismatch {
+                        path: path.to_path_buf(),
+                        key: key.clone(),
+                        found: found.clone(),
+                        expected: want.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some((key, shape)) = shapes
+            .iter()
+            .find(|(k, _)| k.starts_with(DECODER_PREFIX) && !expected.contains_key(*k))
+        {
+            return Err(SamError::UnexpectedTensor {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                shape: shape.clone(),
+                what: format!("the mask decoder of {:?}", self.config),
+            });
+        }
+        let read_err = |reason: String| SamError::ReadCheckpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        // Official decoder keys → the decoder's own paths: the Sequential renames, then the prefix dropped.
+        let prefix = format!("^{}", DECODER_PREFIX.replace('.', r"\."));
+        let patterns: Vec<(String, String)> = remap_patterns()
+            .into_iter()
+            .filter(|(from, _)| from.starts_with(&prefix))
+            .chain([(prefix.clone(), String::new())])
+            .collect();
+        let result = if is_safetensors(path) {
+            let mut store = SafetensorsStore::from_file(path)
+                .with_from_adapter(PyTorchToBurnAdapter)
+                .allow_partial(true);
+            for (from, to) in &patterns {
+                store = store.with_key_remapping(from, to);
+            }
+            self.mask_decoder
+                .load_from(&mut store)
+                .map_err(|e| read_err(e.to_string()))?
+        } else {
+            let mut store = PytorchStore::from_file(path)
+                .map_indices_contiguous(false)
+                .allow_partial(true);
+            for (from, to) in &patterns {
+                store = store.with_key_remapping(from, to);
+            }
+            self.mask_decoder
+                .load_from(&mut store)
+                .map_err(|e| read_err(e.to_string()))?
+        };
+        if !result.errors.is_empty() || !result.missing.is_empty() {
+            return Err(read_err(format!(
+                "{} decoder tensor(s) could not be applied: {:?} {:?}",
+                result.errors.len() + result.missing.len(),
+                result.errors.first(),
+                result.missing.first()
+            )));
+        }
+        Ok(self)
     }
 
     fn load_checked(

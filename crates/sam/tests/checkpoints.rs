@@ -198,3 +198,59 @@ fn bad_prompts_and_images_are_typed_errors() {
     p.set_embedding(&back).unwrap();
     assert_eq!(p.predict(&prompt, true).unwrap(), before);
 }
+
+#[test]
+fn decoder_alone_saves_and_loads_with_official_names() {
+    let device = Default::default();
+    let path = tmp("decoder.safetensors");
+    let sam = Sam::<B>::load(tiny().join("sam.pth"), Some(2), &device).unwrap();
+    sam.save_decoder(&path).unwrap();
+    // The file holds exactly the official mask_decoder.* keys and shapes.
+    let sd = state_dict();
+    let mut store = burn_store::SafetensorsStore::from_file(&path);
+    let saved: BTreeMap<String, Vec<usize>> = store
+        .get_all_snapshots()
+        .unwrap()
+        .iter()
+        .map(|(k, s)| (k.clone(), s.shape.to_vec()))
+        .collect();
+    let want: BTreeMap<String, Vec<usize>> = sd
+        .iter()
+        .filter(|(k, _)| k.starts_with("mask_decoder."))
+        .map(|(k, (s, _))| (k.clone(), s.clone()))
+        .collect();
+    assert_eq!(saved, want);
+    assert!(saved.contains_key("mask_decoder.output_upscaling.0.weight"));
+    // The original encoders with a placeholder decoder, then the saved decoder (or a full checkpoint's)
+    // loaded into it: the original predictions.
+    let expected = predict(sam);
+    let mut placeholder = Sam::<B>::load(tiny().join("sam.pth"), Some(2), &device).unwrap();
+    placeholder.mask_decoder = Sam::<B>::new(placeholder.config().clone(), &device)
+        .unwrap()
+        .mask_decoder;
+    assert_ne!(predict(placeholder.clone()), expected);
+    assert_eq!(predict(placeholder.load_decoder(&path).unwrap()), expected);
+    let again = Sam::<B>::load(tiny().join("sam.pth"), Some(2), &device)
+        .unwrap()
+        .load_decoder(tiny().join("sam.pth"))
+        .unwrap();
+    assert_eq!(predict(again), expected);
+    // A decoder of another architecture is refused, naming the tensor.
+    let mut other = sam_config_tiny();
+    other.decoder_mlp_dim = 48;
+    let err = Sam::<B>::new(other, &device)
+        .unwrap()
+        .load_decoder(&path)
+        .unwrap_err();
+    assert!(
+        matches!(&err, SamError::ShapeMismatch { key, .. } if key.contains("mlp")),
+        "{err}"
+    );
+}
+
+fn sam_config_tiny() -> SamConfig {
+    Sam::<B>::load(tiny().join("sam.pth"), Some(2), &Default::default())
+        .unwrap()
+        .config()
+        .clone()
+}
