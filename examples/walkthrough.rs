@@ -1,5 +1,5 @@
 //! The pipeline's stages on one real image, as pictures: the box prompt, CFPG's foreground cluster and
-//! point, SAM's mask (with `--sam`), and the mask after MBO. Writes `OUT_DIR/walkthrough_*.png` (the
+//! point, SAM's mask (with `--sam`), and the mask after MBO. Writes `OUT_DIR/walkthrough_*.jpg` (the
 //! pictures of `docs/walkthrough.md`) and prints one JSON line with each stage's mask size and IoU against
 //! the footprint when one is given.
 //!
@@ -18,7 +18,7 @@ use pslg::{BoxSegmenter, BoxSegmenterParams, SamSegmenter, SamSegmenterParams};
 use std::path::PathBuf;
 
 /// Zoom of the pictures (nearest neighbour, so pixels stay visible).
-const ZOOM: u32 = 4;
+const ZOOM: u32 = 3;
 
 struct Args {
     image: PathBuf,
@@ -144,7 +144,7 @@ fn main() -> Result<()> {
     }
     record("box", &box_mask);
     save(
-        "walkthrough_1_box.png",
+        "walkthrough_1_box.jpg",
         picture(&image, &GrayImage::new(w, h), roi, None, "1. box prompt"),
     )?;
 
@@ -161,7 +161,7 @@ fn main() -> Result<()> {
         }
     }
     save(
-        "walkthrough_2_cfpg.png",
+        "walkthrough_2_cfpg.jpg",
         picture(
             &image,
             &cluster,
@@ -189,7 +189,7 @@ fn main() -> Result<()> {
             )?;
             record("sam", &sam_only.mask);
             save(
-                "walkthrough_3_sam.png",
+                "walkthrough_3_sam.jpg",
                 picture(
                     &image,
                     &sam_only.mask,
@@ -209,7 +209,7 @@ fn main() -> Result<()> {
     };
     record("mbo", &final_mask);
     let p = save(
-        "walkthrough_4_mbo.png",
+        "walkthrough_4_mbo.jpg",
         picture(
             &image,
             &final_mask,

@@ -9,6 +9,8 @@
 //! pslg sam     --checkpoint SAM.pth --image IMG [--box ...] [--point x,y,l]... --out-dir DIR
 //! pslg train-grounding --root DIOR_RSVG --tokenizer TOKENIZER.json (--checkpoint LQVG.pth | --model-config C.json | --resume OUT/last) --out OUT
 //! pslg ground  --checkpoint LQVG.pth --image IMG (--tokenizer TOKENIZER.json --text TEXT | --token-ids 0,...,2)
+//! pslg eval-rrsis --root DATASET [--split test] (--gt-box | --grounding LQVG.pth --tokenizer T.json) [--sam SAM.pth [--decoder FT]] [--ablation] [--protocol 480] [--out R.jsonl]
+//! pslg finetune-decoder --root DATASET --fraction 0.1 --epochs 20 --lr 1e-4 --sam SAM.pth --out FT
 //! ```
 
 use anyhow::{Context, Result, bail};
@@ -30,6 +32,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// SAM's encoder allocates and frees large temporaries in every block; mimalloc keeps freed memory for
+/// reuse where the system allocator returns it to the OS and page-faults it back in (measured:
+/// `docs/performance.md`, the pslg binary's ViT-B encoding went from 63 s to the sam_speed example's time).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `println!` that tolerates a closed stdout (`pslg … | head`): the work goes on and the text is dropped,
 /// instead of `println!`'s panic on a broken pipe.
@@ -75,8 +83,9 @@ struct FinetuneDecoderArgs {
     /// Dataset root (as for eval-rrsis).
     #[arg(long)]
     root: PathBuf,
-    /// `refcoco` (RRSIS-D, RRSIS-M) or `refsegrs`.
-    #[arg(long, default_value = "refcoco", value_parser = ["refcoco", "refsegrs"])]
+    /// `refcoco` (RRSIS-D, RRSIS-M), `refsegrs`, or `pairs` (`ROOT/{split}.jsonl` of image–mask pairs with
+    /// a sentence each: `{"id", "image", "mask", "text", "category"?}`).
+    #[arg(long, default_value = "refcoco", value_parser = ["refcoco", "refsegrs", "pairs"])]
     layout: String,
     /// The references pickle of the refcoco layout, relative to --root.
     #[arg(long, default_value = "refs(unc).p")]
@@ -134,8 +143,9 @@ struct EvalRrsisArgs {
     /// `output_phrase_{split}.txt` (refsegrs layout).
     #[arg(long)]
     root: PathBuf,
-    /// `refcoco` (RRSIS-D, RRSIS-M) or `refsegrs`.
-    #[arg(long, default_value = "refcoco", value_parser = ["refcoco", "refsegrs"])]
+    /// `refcoco` (RRSIS-D, RRSIS-M), `refsegrs`, or `pairs` (`ROOT/{split}.jsonl` of image–mask pairs with
+    /// a sentence each: `{"id", "image", "mask", "text", "category"?}`).
+    #[arg(long, default_value = "refcoco", value_parser = ["refcoco", "refsegrs", "pairs"])]
     layout: String,
     /// Split to evaluate (`test`, `val`, `train`…).
     #[arg(long, default_value = "test")]
@@ -170,6 +180,9 @@ struct EvalRrsisArgs {
     /// Print a human-readable table instead of JSON lines.
     #[arg(long)]
     table: bool,
+    /// Run SAM and grounding on the CUDA GPU (build with `--features cuda`); CFPG and MBO stay on the CPU.
+    #[arg(long)]
+    cuda: bool,
 }
 
 #[derive(Args)]
@@ -591,6 +604,14 @@ fn resolve_text_config(
 impl GroundingFlags {
     /// The grounder of `--grounding` / `--tokenizer` on the CPU, `None` without `--grounding`.
     fn grounder(&self) -> Result<Option<pslg::grounding::Grounder<CpuBackend>>> {
+        self.grounder_on(Default::default())
+    }
+
+    /// [`GroundingFlags::grounder`] on any backend.
+    fn grounder_on<B: burn::tensor::backend::Backend>(
+        &self,
+        device: B::Device,
+    ) -> Result<Option<pslg::grounding::Grounder<B>>> {
         use pslg::grounding::{Grounder, Lqvg, TextTokenizer};
         let Some(ckpt) = &self.grounding else {
             return Ok(None);
@@ -598,9 +619,8 @@ impl GroundingFlags {
         let Some(tok) = &self.tokenizer else {
             bail!("--grounding needs --tokenizer TOKENIZER.json (the text encoder's tokenizer)");
         };
-        let device = Default::default();
         let config = resolve_text_config(self.text_config.as_deref(), Some(tok))?;
-        let model = Lqvg::<CpuBackend>::load(ckpt, config, Some(self.grounding_heads), &device)?;
+        let model = Lqvg::<B>::load(ckpt, config, Some(self.grounding_heads), &device)?;
         Ok(Some(
             Grounder::new(model, Some(TextTokenizer::from_file(tok)?), device)
                 .with_input_size(self.grounding_input_size),
@@ -1377,12 +1397,24 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 fn eval_rrsis(a: EvalRrsisArgs) -> Result<()> {
+    if a.cuda {
+        #[cfg(feature = "cuda")]
+        {
+            return eval_rrsis_on::<burn::backend::Cuda>(a, Default::default());
+        }
+        #[cfg(not(feature = "cuda"))]
+        bail!("--cuda needs a binary built with `--features cuda`");
+    }
+    eval_rrsis_on::<CpuBackend>(a, Default::default())
+}
+
+fn eval_rrsis_on<B: burn::tensor::backend::Backend>(
+    a: EvalRrsisArgs,
+    device: B::Device,
+) -> Result<()> {
     use pslg::evaluate::{EvalSettings, ResultsFile, Tally, Variant, evaluate, format_table};
     let t = Instant::now();
-    let mut samples = match a.layout.as_str() {
-        "refsegrs" => pslg::rrsis::read_refsegrs(&a.root, &a.split)?,
-        _ => pslg::rrsis::read_refcoco(&a.root, &a.refs, &a.split)?,
-    };
+    let mut samples = read_split(&a.layout, &a.root, &a.refs, &a.split)?;
     if let Some(n) = a.limit {
         samples.truncate(n);
     }
@@ -1407,11 +1439,9 @@ fn eval_rrsis(a: EvalRrsisArgs) -> Result<()> {
         .iter()
         .map(|v| v.stages(&base))
         .collect::<Result<Vec<_>, _>>()?;
-    let device = burn_ndarray::NdArrayDevice::default();
-    let mut builder = pslg::Pipeline::<CpuBackend>::builder(device).params(base.clone());
+    let mut builder = pslg::Pipeline::<B>::builder(device.clone()).params(base.clone());
     if let Some(path) = &a.sam.sam {
-        let mut model =
-            pslg::sam::Sam::<CpuBackend>::load(path, Some(a.sam.sam_decoder_heads), &device)?;
+        let mut model = pslg::sam::Sam::<B>::load(path, Some(a.sam.sam_decoder_heads), &device)?;
         if let Some(d) = &a.decoder {
             model = model.load_decoder(decoder_file(d))?;
         }
@@ -1422,7 +1452,7 @@ fn eval_rrsis(a: EvalRrsisArgs) -> Result<()> {
         builder = builder.sam(model, params);
     }
     if !a.gt_box {
-        let Some(grounder) = a.grounding.grounder()? else {
+        let Some(grounder) = a.grounding.grounder_on::<B>(device.clone())? else {
             bail!("without --gt-box, give --grounding CHECKPOINT and --tokenizer TOKENIZER.json");
         };
         builder = builder.grounding(grounder);
@@ -1555,6 +1585,7 @@ fn read_split(
 ) -> Result<Vec<pslg::rrsis::RefSample>> {
     Ok(match layout {
         "refsegrs" => pslg::rrsis::read_refsegrs(root, split)?,
+        "pairs" => pslg::rrsis::read_pairs(root, split)?,
         _ => pslg::rrsis::read_refcoco(root, refs, split)?,
     })
 }

@@ -492,3 +492,34 @@ pub fn read_refsegrs(root: &Path, split: &str) -> Result<Vec<RefSample>, PslgErr
     }
     Ok(out)
 }
+
+/// Reads image–mask pairs with their sentences (how RRSIS-M-style data, or any custom set, is given):
+/// `root/{split}.jsonl`, one case per line in the [`crate::cases`] format with a `"mask"` and a `"text"`:
+/// `{"id", "image", "mask", "text", "category"?}` (paths relative to the file).
+///
+/// # Errors
+/// [`PslgError::ReadCases`] / [`PslgError::BadCase`] for an unreadable or malformed file;
+/// [`PslgError::Dataset`] naming the case that lacks its mask or its sentence.
+pub fn read_pairs(root: &Path, split: &str) -> Result<Vec<RefSample>, PslgError> {
+    let path = root.join(format!("{split}.jsonl"));
+    let cases = crate::cases::read_cases(&path)?;
+    cases
+        .into_iter()
+        .map(|c| {
+            let mask = c
+                .mask
+                .ok_or_else(|| dataset_err(&path, c.id.clone(), "the case has no \"mask\""))?;
+            let text = c
+                .text
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| dataset_err(&path, c.id.clone(), "the case has no \"text\""))?;
+            Ok(RefSample {
+                id: c.id,
+                image: c.image,
+                text,
+                category: c.category,
+                target: MaskSource::File(mask),
+            })
+        })
+        .collect()
+}

@@ -1,9 +1,11 @@
 //! RRSIS readers on datasets the tests write, and COCO mask decoding against pycocotools
 //! (`scripts/coco_masks_reference.py` wrote `tests/fixtures/coco_masks.json`).
 
+mod common;
+
+use common::{Ref, sent};
 use pslg::PslgError;
 use pslg::rrsis::{MaskSource, Segmentation, read_refcoco, read_refsegrs, rle_from_string};
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 fn tmp(name: &str) -> PathBuf {
@@ -72,26 +74,6 @@ fn coco_masks_match_pycocotools() {
     assert!(rle_from_string("\u{7f}").is_err());
 }
 
-#[derive(Serialize)]
-struct Sent {
-    raw: String,
-    sent: String,
-    sent_id: i64,
-    tokens: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct Ref {
-    sent_ids: Vec<i64>,
-    file_name: String,
-    ann_id: i64,
-    ref_id: i64,
-    image_id: i64,
-    split: String,
-    sentences: Vec<Sent>,
-    category_id: i64,
-}
-
 fn write_refcoco(root: &Path, refs: &[Ref]) {
     let mut f = std::fs::File::create(root.join("refs(unc).p")).unwrap();
     serde_pickle::to_writer(&mut f, &refs, serde_pickle::SerOptions::new()).unwrap();
@@ -104,15 +86,6 @@ fn write_refcoco(root: &Path, refs: &[Ref]) {
         "categories": [{"id": 3, "name": "vehicle"}]
     });
     std::fs::write(root.join("instances.json"), inst.to_string()).unwrap();
-}
-
-fn sent(id: i64, text: &str) -> Sent {
-    Sent {
-        raw: text.into(),
-        sent: text.to_lowercase(),
-        sent_id: id,
-        tokens: text.split(' ').map(String::from).collect(),
-    }
 }
 
 #[test]
@@ -206,4 +179,31 @@ fn refsegrs_reads_phrases_and_mask_files() {
         Err(PslgError::Dataset { record, .. }) => assert_eq!(record, "line 1"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn image_mask_pairs_with_sentences() {
+    use pslg::rrsis::read_pairs;
+    let root = tmp("pairs");
+    std::fs::write(
+        root.join("test.jsonl"),
+        "{\"id\": \"p1\", \"image\": \"images/a.png\", \"mask\": \"masks/p1.png\", \"text\": \"the tank\", \"category\": \"storage tank\"}\n",
+    )
+    .unwrap();
+    let s = read_pairs(&root, "test").unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].text, "the tank");
+    assert_eq!(s[0].image, root.join("images/a.png"));
+    assert_eq!(s[0].target, MaskSource::File(root.join("masks/p1.png")));
+    std::fs::write(
+        root.join("val.jsonl"),
+        "{\"id\": \"p2\", \"image\": \"a.png\", \"text\": \"the tank\"}\n",
+    )
+    .unwrap();
+    let err = read_pairs(&root, "val").unwrap_err().to_string();
+    assert!(err.contains("p2") && err.contains("mask"), "{err}");
+    assert!(matches!(
+        read_pairs(&root, "train"),
+        Err(PslgError::ReadCases { .. })
+    ));
 }

@@ -7,24 +7,36 @@
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// A sentence of a reference, as `refs(unc).p` stores it.
 #[derive(Serialize)]
-struct Sent {
-    raw: String,
-    sent: String,
-    sent_id: i64,
-    tokens: Vec<String>,
+pub struct Sent {
+    pub raw: String,
+    pub sent: String,
+    pub sent_id: i64,
+    pub tokens: Vec<String>,
 }
 
+/// A reference of `refs(unc).p`.
 #[derive(Serialize)]
-struct Ref {
-    sent_ids: Vec<i64>,
-    file_name: String,
-    ann_id: i64,
-    ref_id: i64,
-    image_id: i64,
-    split: String,
-    sentences: Vec<Sent>,
-    category_id: i64,
+pub struct Ref {
+    pub sent_ids: Vec<i64>,
+    pub file_name: String,
+    pub ann_id: i64,
+    pub ref_id: i64,
+    pub image_id: i64,
+    pub split: String,
+    pub sentences: Vec<Sent>,
+    pub category_id: i64,
+}
+
+/// A sentence with its raw text, lower-cased `sent` and whitespace tokens.
+pub fn sent(id: i64, text: &str) -> Sent {
+    Sent {
+        raw: text.into(),
+        sent: text.to_lowercase(),
+        sent_id: id,
+        tokens: text.split(' ').map(String::from).collect(),
+    }
 }
 
 /// A fresh temporary folder.
@@ -155,12 +167,7 @@ pub fn write_dataset(root: &Path, n_images: usize, w: u32, h: u32, seed: u64) ->
                 .iter()
                 .map(|t| {
                     sent_id += 1;
-                    Sent {
-                        raw: t.clone(),
-                        sent: t.clone(),
-                        sent_id,
-                        tokens: t.split(' ').map(String::from).collect(),
-                    }
+                    sent(sent_id, t)
                 })
                 .collect();
             match split {

@@ -144,37 +144,13 @@ impl<B: Backend> Sam<B> {
             .into_iter()
             .filter(|(k, _)| k.starts_with(DECODER_PREFIX))
             .collect();
-        for (key, want) in &expected {
-            match shapes.get(key) {
-                None => {
-                    return Err(SamError::MissingTensor {
-                        path: path.to_path_buf(),
-                        key: key.clone(),
-                        expected: want.clone(),
-                    });
-                }
-                Some(found) if found != want => {
-                    return Err(SamError::ShapeMismatch {
-                        path: path.to_path_buf(),
-                        key: key.clone(),
-                        found: found.clone(),
-                        expected: want.clone(),
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some((key, shape)) = shapes
-            .iter()
-            .find(|(k, _)| k.starts_with(DECODER_PREFIX) && !expected.contains_key(*k))
-        {
-            return Err(SamError::UnexpectedTensor {
-                path: path.to_path_buf(),
-                key: key.clone(),
-                shape: shape.clone(),
-                what: format!("the mask decoder of {:?}", self.config),
-            });
-        }
+        check_shapes(
+            path,
+            &expected,
+            &shapes,
+            |k| k.starts_with(DECODER_PREFIX),
+            || format!("the mask decoder of {:?}", self.config),
+        )?;
         let read_err = |reason: String| SamError::ReadCheckpoint {
             path: path.to_path_buf(),
             reason,
@@ -226,34 +202,13 @@ impl<B: Backend> Sam<B> {
     ) -> Result<Self, SamError> {
         let mut model = Self::new(config, device)?;
         let expected = model.expected_shapes();
-        for (key, want) in &expected {
-            match shapes.get(key) {
-                None => {
-                    return Err(SamError::MissingTensor {
-                        path: path.to_path_buf(),
-                        key: key.clone(),
-                        expected: want.clone(),
-                    });
-                }
-                Some(found) if found != want => {
-                    return Err(SamError::ShapeMismatch {
-                        path: path.to_path_buf(),
-                        key: key.clone(),
-                        found: found.clone(),
-                        expected: want.clone(),
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some((key, shape)) = shapes.iter().find(|(k, _)| !expected.contains_key(*k)) {
-            return Err(SamError::UnexpectedTensor {
-                path: path.to_path_buf(),
-                key: key.clone(),
-                shape: shape.clone(),
-                what: format!("{:?}", model.config),
-            });
-        }
+        check_shapes(
+            path,
+            &expected,
+            shapes,
+            |_| true,
+            || format!("{:?}", model.config),
+        )?;
         let read_err = |reason: String| SamError::ReadCheckpoint {
             path: path.to_path_buf(),
             reason,
@@ -336,4 +291,47 @@ impl<B: Backend> Sam<B> {
         let x = x.narrow(2, 0, input_hw.0).narrow(3, 0, input_hw.1);
         interpolate(x, [original_hw.0, original_hw.1], opts())
     }
+}
+
+/// Checks a checkpoint's tensor shapes against the architecture's: every expected key present with its shape,
+/// and no key that `in_scope` claims left over (`what` describes the architecture for the message).
+fn check_shapes(
+    path: &Path,
+    expected: &BTreeMap<String, Vec<usize>>,
+    found: &BTreeMap<String, Vec<usize>>,
+    in_scope: impl Fn(&str) -> bool,
+    what: impl FnOnce() -> String,
+) -> Result<(), SamError> {
+    for (key, want) in expected {
+        match found.get(key) {
+            None => {
+                return Err(SamError::MissingTensor {
+                    path: path.to_path_buf(),
+                    key: key.clone(),
+                    expected: want.clone(),
+                });
+            }
+            Some(got) if got != want => {
+                return Err(SamError::ShapeMismatch {
+                    path: path.to_path_buf(),
+                    key: key.clone(),
+                    found: got.clone(),
+                    expected: want.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((key, shape)) = found
+        .iter()
+        .find(|(k, _)| in_scope(k) && !expected.contains_key(*k))
+    {
+        return Err(SamError::UnexpectedTensor {
+            path: path.to_path_buf(),
+            key: key.clone(),
+            shape: shape.clone(),
+            what: what(),
+        });
+    }
+    Ok(())
 }
