@@ -6,11 +6,9 @@
 //! Without a checkpoint the named variant runs with placeholder weights (speed does not depend on them).
 //! Prints one JSON line with the best and median times and the encoder's achieved GFLOP/s.
 
-use burn_ndarray::NdArray;
+use burn::tensor::backend::Backend;
 use pslg_sam::{Prompt, Sam, SamConfig, SamPredictor};
 use std::time::Instant;
-
-type B = NdArray<f32>;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,6 +42,13 @@ fn encoder_flops(c: &SamConfig) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    match std::env::var("SAM_BACKEND").as_deref() {
+        Ok("ndarray") => run::<burn_ndarray::NdArray<f32>>(),
+        _ => run::<burn_flex::Flex>(),
+    }
+}
+
+fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("vit_b", String::as_str);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
@@ -131,7 +136,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (db, dm) = stats(&mut dec);
     let flops = encoder_flops(&cfg);
     println!(
-        "{{\"model\":\"{what}\",\"threads\":{},\"encoder_best_s\":{eb:.3},\"encoder_median_s\":{em:.3},\"encoder_gflop\":{:.1},\"encoder_gflops_per_s\":{:.1},\"predict_best_ms\":{:.2},\"predict_median_ms\":{:.2}}}",
+        "{{\"backend\":\"{}\",\"model\":\"{what}\",\"threads\":{},\"encoder_best_s\":{eb:.3},\"encoder_median_s\":{em:.3},\"encoder_gflop\":{:.1},\"encoder_gflops_per_s\":{:.1},\"predict_best_ms\":{:.2},\"predict_median_ms\":{:.2}}}",
+        B::name(&Default::default()),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         flops / 1e9,
         flops / 1e9 / eb,

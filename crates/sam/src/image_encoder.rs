@@ -2,10 +2,10 @@
 //! embedding, blocks with windowed or global attention and decomposed relative-position bias, neck.
 
 use crate::SamConfig;
+use crate::kernels::{gelu, rel_pos_softmax};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
@@ -138,61 +138,60 @@ impl<B: Backend> Attention<B> {
     }
 
     /// Attention within each `(H, W)` grid of `x` (B, H, W, C).
+    ///
+    /// Queries, keys and values stay strided views of the one `qkv` output (`(B, heads, N, hd)` with the
+    /// heads' columns side by side): the batched matmuls read them in place, so no head is copied out.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, h, w, c] = x.dims();
         let heads = self.num_heads;
         let hd = c / heads;
         let n = h * w;
-        // (B, N, 3, heads, hd) → (3, B·heads, N, hd)
+        // (B, N, 3·C) → three (B, heads, N, hd) views.
         let qkv = self
             .qkv
             .forward(x.reshape([b, n, c]))
-            .reshape([b, n, 3, heads, hd])
-            .permute([2, 0, 3, 1, 4])
-            .reshape([3, b * heads, n, hd]);
-        let q: Tensor<B, 3> = qkv.clone().narrow(0, 0, 1).reshape([b * heads, n, hd]);
-        let k: Tensor<B, 3> = qkv.clone().narrow(0, 1, 1).reshape([b * heads, n, hd]);
-        let v: Tensor<B, 3> = qkv.narrow(0, 2, 1).reshape([b * heads, n, hd]);
+            .reshape([b, n, 3, heads, hd]);
+        let part = |i: usize| -> Tensor<B, 4> {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, n, heads, hd])
+                .swap_dims(1, 2)
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
         let scale = (hd as f64).powf(-0.5);
-        let bh = b * heads;
-        let rh = rel_pos(self.rel_pos_h.val(), h); // (h, h_k, hd)
-        let rw = rel_pos(self.rel_pos_w.val(), w); // (w, w_k, hd)
+        // Gathered tables, one (hd × size) matrix per query row / column, shared by every window and head.
+        let rh = rel_pos(self.rel_pos_h.val(), h)
+            .swap_dims(1, 2)
+            .unsqueeze::<5>(); // (1, 1, h, hd, h_k)
+        let rw = rel_pos(self.rel_pos_w.val(), w)
+            .swap_dims(1, 2)
+            .unsqueeze::<5>(); // (1, 1, w, hd, w_k)
         // Heads are processed in chunks of at most ~16 M attention entries: the (N × N) matrices of global
         // attention (12 × 4096² for ViT-B) are never all in memory, and each chunk's temporaries are reused.
-        let chunk = ((16usize << 20) / (n * n)).clamp(1, bh);
-        let mut outs = Vec::with_capacity(bh.div_ceil(chunk));
+        let chunk = ((16usize << 20) / (b * n * n)).clamp(1, heads);
+        let mut outs = Vec::with_capacity(heads.div_ceil(chunk));
         let mut start = 0;
-        while start < bh {
-            let m = chunk.min(bh - start);
-            let q = q.clone().narrow(0, start, m);
-            let k = k.clone().narrow(0, start, m);
-            let v = v.clone().narrow(0, start, m);
-            let attn = (q.clone() * scale).matmul(k.swap_dims(1, 2));
-            // Decomposed relative position: rel_h[b, i, j, k] = q[b, i, j, :] · Rh[i, k, :] (unscaled q).
-            let r_q = q.reshape([m, h, w, hd]);
-            let rel_h = r_q
-                .clone()
-                .permute([1, 0, 2, 3])
-                .reshape([h, m * w, hd])
-                .matmul(rh.clone().swap_dims(1, 2))
-                .reshape([h, m, w, h])
-                .permute([1, 0, 2, 3]); // (m, h, w, h_k)
+        while start < heads {
+            let m = chunk.min(heads - start);
+            let q = q.clone().narrow(1, start, m);
+            let k = k.clone().narrow(1, start, m);
+            let v = v.clone().narrow(1, start, m);
+            let attn = q.clone().matmul(k.swap_dims(2, 3)).reshape([b * m, n, n]);
+            // Decomposed relative position (unscaled q): rel_h[…, i, j, k] = q[…, i, j, :] · Rh[i, k, :] as a
+            // matmul batched over the query row i, rel_w over the query column j.
+            let r_q = q.reshape([b, m, h, w, hd]);
+            let rel_h = r_q.clone().matmul(rh.clone()).reshape([b * m, h, w, h]);
             let rel_w = r_q
-                .permute([2, 0, 1, 3])
-                .reshape([w, m * h, hd])
-                .matmul(rw.clone().swap_dims(1, 2))
-                .reshape([w, m, h, w])
-                .permute([1, 2, 0, 3]); // (m, h, w, w_k)
-            let attn = attn.reshape([m, h, w, h, w])
-                + rel_h.reshape([m, h, w, h, 1])
-                + rel_w.reshape([m, h, w, 1, w]);
-            let attn = softmax(attn.reshape([m, n, n]), 2);
+                .swap_dims(2, 3)
+                .matmul(rw.clone())
+                .swap_dims(2, 3)
+                .reshape([b * m, h, w, w]);
+            let attn = rel_pos_softmax(attn, scale, rel_h, rel_w).reshape([b, m, n, n]);
             outs.push(attn.matmul(v));
             start += m;
         }
-        let out = Tensor::cat(outs, 0)
-            .reshape([b, heads, h, w, hd])
-            .permute([0, 2, 3, 1, 4])
+        let out = Tensor::cat(outs, 1) // (B, heads, N, hd)
+            .swap_dims(1, 2)
             .reshape([b, h, w, c]);
         self.proj.forward(out)
     }

@@ -31,6 +31,7 @@
 mod config;
 mod error;
 mod image_encoder;
+mod kernels;
 mod load;
 mod mask_decoder;
 mod model;

@@ -3,11 +3,12 @@
 
 use crate::SamConfig;
 use crate::image_encoder::{LayerNorm2d, MlpBlock};
+use crate::kernels::gelu;
 use burn::module::Module;
 use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, relu, softmax};
+use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
 
 /// Attention with optional down-projection of the embedding (`downsample_rate`).

@@ -3,11 +3,11 @@
 
 use crate::SamConfig;
 use crate::image_encoder::LayerNorm2d;
+use crate::kernels::gelu;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 
 /// Position encoding with a random Gaussian matrix: `[sin(2π·(2c−1)·G), cos(…)]`.
