@@ -399,8 +399,9 @@ struct SamFlags {
     sam_box_only: bool,
 }
 
-/// The CPU backend of `segment --sam` / `batch --sam`.
-type CpuBackend = burn_ndarray::NdArray;
+/// The CPU backend of every command: Burn 0.21's `flex` (gemm-backed matmuls and im2col convolutions on all
+/// cores; `docs/performance.md` compares it with `ndarray`).
+type CpuBackend = burn_flex::Flex;
 
 impl SamFlags {
     /// The SAM segmenter over `stages`' CFPG / MBO, when `--sam` is given.
@@ -1023,7 +1024,7 @@ fn sam(a: SamArgs) -> Result<()> {
         #[cfg(not(feature = "cuda"))]
         bail!("--cuda needs a binary built with `--features cuda`");
     }
-    sam_on::<burn_ndarray::NdArray>(&a, Default::default())
+    sam_on::<CpuBackend>(&a, Default::default())
 }
 
 /// `n` finite comma-separated numbers (f64: map coordinates need it).
@@ -1574,7 +1575,7 @@ fn finetune_decoder(a: FinetuneDecoderArgs) -> Result<()> {
         #[cfg(not(feature = "cuda"))]
         bail!("--cuda needs a binary built with `--features cuda`");
     }
-    finetune_decoder_on::<burn::backend::Autodiff<burn_ndarray::NdArray>>(&a, Default::default())
+    finetune_decoder_on::<burn::backend::Autodiff<CpuBackend>>(&a, Default::default())
 }
 
 fn read_split(
@@ -1759,7 +1760,7 @@ fn ground(a: GroundArgs) -> Result<()> {
         #[cfg(not(feature = "cuda"))]
         bail!("--cuda needs a binary built with `--features cuda`");
     }
-    ground_on::<burn_ndarray::NdArray>(&a, Default::default())
+    ground_on::<CpuBackend>(&a, Default::default())
 }
 
 fn ground_on<B: burn::tensor::backend::Backend>(a: &GroundArgs, device: B::Device) -> Result<()> {
@@ -1825,7 +1826,7 @@ fn train_grounding(a: TrainGroundingArgs) -> Result<()> {
         #[cfg(not(feature = "cuda"))]
         bail!("--cuda needs a binary built with `--features cuda`");
     }
-    train_grounding_on::<burn::backend::Autodiff<burn_ndarray::NdArray>>(&a, Default::default())
+    train_grounding_on::<burn::backend::Autodiff<CpuBackend>>(&a, Default::default())
 }
 
 /// One letterboxed, normalised training or validation sample.
