@@ -2,10 +2,11 @@
 //! embedding, blocks with windowed or global attention and decomposed relative-position bias, neck.
 
 use crate::SamConfig;
-use crate::kernels::{gelu, rel_pos_softmax};
+use crate::kernels::{AttentionShape, attention_host, gelu, on_host, rel_pos_softmax_ops};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::TensorData;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
@@ -137,11 +138,51 @@ impl<B: Backend> Attention<B> {
         }
     }
 
-    /// Attention within each `(H, W)` grid of `x` (B, H, W, C).
-    ///
-    /// Queries, keys and values stay strided views of the one `qkv` output (`(B, heads, N, hd)` with the
-    /// heads' columns side by side): the batched matmuls read them in place, so no head is copied out.
+    /// Attention within each `(H, W)` grid of `x` (B, H, W, C): the fused host kernel on the CPU backends,
+    /// Burn tensor ops elsewhere.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        if on_host::<B>(&x.device()) {
+            self.forward_host(x)
+        } else {
+            self.forward_ops(x)
+        }
+    }
+
+    /// [`Attention::forward`] through [`attention_host`].
+    fn forward_host(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, w, c] = x.dims();
+        let device = x.device();
+        let heads = self.num_heads;
+        let values =
+            |t: Tensor<B, 2>| -> Vec<f32> { t.into_data().convert::<f32>().iter().collect() };
+        let qkv = self
+            .qkv
+            .forward(x.reshape([b, h * w, c]))
+            .into_data()
+            .convert::<f32>();
+        let qkv: std::borrow::Cow<[f32]> = match qkv.as_slice::<f32>() {
+            Ok(v) => v.into(),
+            Err(_) => qkv.iter::<f32>().collect::<Vec<f32>>().into(),
+        };
+        let shape = AttentionShape {
+            grids: b,
+            h,
+            w,
+            heads,
+            head_dim: c / heads,
+        };
+        let scale = ((c / heads) as f32).powf(-0.5);
+        let th = values(self.rel_pos_h.val());
+        let tw = values(self.rel_pos_w.val());
+        let out = attention_host(&qkv, shape, &th, &tw, scale);
+        let out = Tensor::from_data(TensorData::new(out, [b, h, w, c]), &device);
+        self.proj.forward(out)
+    }
+
+    /// [`Attention::forward`] as Burn tensor ops (any backend). Queries, keys and values stay strided
+    /// views of the one `qkv` output (`(B, heads, N, hd)` with the heads' columns side by side): the batched
+    /// matmuls read them in place, so no head is copied out.
+    fn forward_ops(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, h, w, c] = x.dims();
         let heads = self.num_heads;
         let hd = c / heads;
@@ -186,7 +227,7 @@ impl<B: Backend> Attention<B> {
                 .matmul(rw.clone())
                 .swap_dims(2, 3)
                 .reshape([b * m, h, w, w]);
-            let attn = rel_pos_softmax(attn, scale, rel_h, rel_w).reshape([b, m, n, n]);
+            let attn = rel_pos_softmax_ops(attn, scale, rel_h, rel_w).reshape([b, m, n, n]);
             outs.push(attn.matmul(v));
             start += m;
         }
@@ -350,5 +391,61 @@ impl<B: Backend> ImageEncoderViT<B> {
         let x = x.permute([0, 3, 1, 2]);
         let x = self.neck.ln1.forward(self.neck.conv1.forward(x));
         self.neck.ln2.forward(self.neck.conv2.forward(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use burn_ndarray::NdArray;
+
+    type B = NdArray<f32>;
+
+    /// An attention layer with every weight random (rel-pos tables included).
+    fn random_attention(dim: usize, heads: usize, size: usize) -> Attention<B> {
+        let device = Default::default();
+        let mut a = Attention::<B>::new(dim, heads, size, &device);
+        let r = |shape: [usize; 2]| {
+            Tensor::<B, 2>::random(shape, Distribution::Normal(0.0, 0.5), &device)
+        };
+        a.qkv.weight = Param::from_tensor(r([dim, 3 * dim]));
+        a.qkv.bias = Some(Param::from_tensor(r([1, 3 * dim]).reshape([3 * dim])));
+        a.proj.weight = Param::from_tensor(r([dim, dim]));
+        a.rel_pos_h = Param::from_tensor(r([2 * size - 1, dim / heads]));
+        a.rel_pos_w = Param::from_tensor(r([2 * size - 1, dim / heads]));
+        a
+    }
+
+    fn values(t: Tensor<B, 4>) -> Vec<f32> {
+        t.into_data().to_vec().unwrap_or_default()
+    }
+
+    #[test]
+    fn fused_host_attention_matches_tensor_ops() {
+        let device = Default::default();
+        // Windows (several grids, 5 × 5 = 25 queries: rows not a multiple of the 8 lanes) and one larger
+        // grid split into several tasks (32 × 32 = 1024 queries, 256 per task).
+        for (grids, size, dim, heads) in [(3, 5, 24, 3), (1, 32, 16, 2)] {
+            let a = random_attention(dim, heads, size);
+            let x = Tensor::<B, 4>::random(
+                [grids, size, size, dim],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let want = values(a.forward_ops(x.clone()));
+            let got = values(a.forward_host(x));
+            assert_eq!(want.len(), grids * size * size * dim);
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                err <= 1e-5 * scale,
+                "grid {size}: max error {err} (scale {scale})"
+            );
+        }
     }
 }

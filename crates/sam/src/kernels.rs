@@ -3,17 +3,19 @@
 //! On a backend whose tensors live in host memory (`flex`, `ndarray`), two steps of SAM's ViT are not
 //! served well by a chain of Burn tensor ops:
 //!
-//! * the decomposed relative-position bias (`attn + rel_h[…, :, None] + rel_w[…, None, :]`) followed by
-//!   the softmax: two broadcast adds over the `N × N` score matrix, then a softmax made of five ops. On
-//!   Burn 0.21's `flex` backend, one 4096 × 4096 head took 150 ms for the adds and 35 ms for the softmax
-//!   (`docs/performance.md`); [`rel_pos_softmax`] does both in one pass over each row, in place;
+//! * attention with the decomposed relative-position bias: as tensor ops, the scores of all windows and
+//!   heads are materialised, then two broadcast adds over them (`attn + rel_h[…, :, None] +
+//!   rel_w[…, None, :]`) and a softmax made of five ops. On Burn 0.21's `flex` backend, one 4096 × 4096
+//!   head took 150 ms for the adds and 35 ms for the softmax (`docs/performance.md`);
+//!   [`attention_host`] computes each block of query rows of each head from scores to output in one task
+//!   (faer matrix products, the bias and softmax in one pass over each row);
 //! * GELU: the erf form (as `nn.GELU()` in the official code), evaluated by `libm::erff` one element at a
 //!   time on one thread (112 ms for 4096 × 3072 on `flex`); [`gelu`] evaluates it with a vectorisable
 //!   polynomial on all threads.
 //!
 //! Each kernel takes the tensor's buffer (moved, not copied, out of a uniquely owned `flex` tensor),
 //! works on it with rayon, and hands it back. Any other backend (CUDA) runs the tensor ops, which the unit
-//! tests compare with the fused kernels.
+//! tests compare with the fused kernels (`image_encoder.rs` for the attention).
 
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
@@ -141,53 +143,158 @@ fn exp_sum(row: &mut [f32], max: f32) -> f32 {
     sum + lanes.iter().sum::<f32>()
 }
 
-/// The decomposed relative-position bias and the softmax of SAM's attention (official
-/// `add_decomposed_rel_pos` followed by `attn.softmax(dim=-1)`):
-/// `softmax_k(scale · attn[b, q, k] + rel_h[b, q, k_h] + rel_w[b, q, k_w])` with key `k = k_h · W + k_w`.
+/// Sizes of one [`attention_host`] call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttentionShape {
+    /// Grids (windows, or 1 for global attention) × batch.
+    pub grids: usize,
+    /// Grid height and width in tokens.
+    pub h: usize,
+    /// Grid width.
+    pub w: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Channels per head.
+    pub head_dim: usize,
+}
+
+/// SAM's multi-head attention with the decomposed relative-position bias (official `Attention.forward`:
+/// `softmax(scale · q·kᵀ + rel_h + rel_w) · v`), fused on the host: each task takes a block of query rows
+/// of one grid, and for every head computes the scores (one matrix product), adds the bias, applies the
+/// softmax and multiplies by the values straight into its rows of the output. No `N × N` matrix of all heads
+/// is ever allocated (a task's scratch is `rows × N`), and no head is copied out of `qkv`.
+///
+/// The bias follows `get_rel_pos` / `add_decomposed_rel_pos`: for the query at grid position `(i, j)` and
+/// the key at `(k_h, k_w)`, `q · Th[i − k_h + H − 1] + q · Tw[j − k_w + W − 1]` with the unscaled `q`; both
+/// are read from the products `q · Thᵀ` and `q · Twᵀ` over the whole tables.
+///
+/// # Shapes
+/// * `qkv`: `(G, H·W, 3, heads, hd)` row-major (the `qkv` linear's output).
+/// * `table_h`: `(2H − 1, hd)`; `table_w`: `(2W − 1, hd)`.
+/// * output: `(G, H·W, heads · hd)`.
+pub(crate) fn attention_host(
+    qkv: &[f32],
+    shape: AttentionShape,
+    table_h: &[f32],
+    table_w: &[f32],
+    scale: f32,
+) -> Vec<f32> {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
+    let AttentionShape {
+        grids,
+        h,
+        w,
+        heads,
+        head_dim: hd,
+    } = shape;
+    let n = h * w;
+    let c = heads * hd;
+    let (th_rows, tw_rows) = (2 * h - 1, 2 * w - 1);
+    debug_assert_eq!(qkv.len(), grids * n * 3 * c);
+    debug_assert_eq!(table_h.len(), th_rows * hd);
+    debug_assert_eq!(table_w.len(), tw_rows * hd);
+    // Query rows per task: whole grid rows, at most 256 queries (the 4096-token global grid gives 16 tasks
+    // of 4 rows; a 14 × 14 window is one task).
+    let grid_rows = (1..=h)
+        .rev()
+        .find(|k| h % k == 0 && k * w <= 256)
+        .unwrap_or(1);
+    let rows = grid_rows * w;
+    let th = MatRef::from_row_major_slice(table_h, th_rows, hd);
+    let tw = MatRef::from_row_major_slice(table_w, tw_rows, hd);
+    let mut out = vec![0.0f32; grids * n * c];
+    out.par_chunks_mut(rows * c)
+        .enumerate()
+        .for_each(|(task, out_rows)| {
+            let tasks_per_grid = n / rows;
+            let (g, r0) = (task / tasks_per_grid, (task % tasks_per_grid) * rows);
+            let mut scores = vec![0.0f32; rows * n];
+            let mut rel_h = vec![0.0f32; rows * th_rows];
+            let mut rel_w = vec![0.0f32; rows * tw_rows];
+            let mut bias_w = vec![0.0f32; w];
+            let grid = &qkv[g * n * 3 * c..(g + 1) * n * 3 * c];
+            // Row `t` of q / k / v for head `head` starts at `(t·3 + which)·C + head·hd`, rows 3·C apart.
+            let part = |which: usize, head: usize, first: usize, count: usize| {
+                let start = (first * 3 + which) * c + head * hd;
+                MatRef::from_row_major_slice_with_stride(
+                    &grid[start..start + (count - 1) * 3 * c + hd],
+                    count,
+                    hd,
+                    3 * c,
+                )
+            };
+            for head in 0..heads {
+                let q = part(0, head, r0, rows);
+                let k = part(1, head, 0, n);
+                let v = part(2, head, 0, n);
+                let mut s = MatMut::from_row_major_slice_mut(&mut scores, rows, n);
+                matmul(
+                    s.as_mut(),
+                    Accum::Replace,
+                    q,
+                    k.transpose(),
+                    scale,
+                    Par::Seq,
+                );
+                matmul(
+                    MatMut::from_row_major_slice_mut(&mut rel_h, rows, th_rows),
+                    Accum::Replace,
+                    q,
+                    th.transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+                matmul(
+                    MatMut::from_row_major_slice_mut(&mut rel_w, rows, tw_rows),
+                    Accum::Replace,
+                    q,
+                    tw.transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+                for (r, row) in scores.chunks_exact_mut(n).enumerate() {
+                    let (i, j) = ((r0 + r) / w, (r0 + r) % w);
+                    let rh = &rel_h[r * th_rows..(r + 1) * th_rows];
+                    let rw = &rel_w[r * tw_rows..(r + 1) * tw_rows];
+                    for (kw, b) in bias_w.iter_mut().enumerate() {
+                        *b = rw[j + w - 1 - kw];
+                    }
+                    for (kh, seg) in row.chunks_exact_mut(w).enumerate() {
+                        let bh = rh[i + h - 1 - kh];
+                        for (x, &bw) in seg.iter_mut().zip(&bias_w) {
+                            *x += bh + bw;
+                        }
+                    }
+                    let max = row_max(row);
+                    let inv = 1.0 / exp_sum(row, max);
+                    for x in row.iter_mut() {
+                        *x *= inv;
+                    }
+                }
+                // The transpose of a column-major view: faer 0.24.4's `from_row_major_slice_with_stride_mut`
+                // builds a column-major matrix (unit row stride), unlike its `MatRef` counterpart.
+                let o = MatMut::from_column_major_slice_with_stride_mut(
+                    &mut out_rows[head * hd..(rows - 1) * c + (head + 1) * hd],
+                    hd,
+                    rows,
+                    c,
+                )
+                .transpose_mut();
+                let p = MatRef::from_row_major_slice(&scores, rows, n);
+                matmul(o, Accum::Replace, p, v, 1.0, Par::Seq);
+            }
+        });
+    out
+}
+
+/// The decomposed relative-position bias and the softmax of SAM's attention as Burn tensor ops (any
+/// backend): `softmax_k(scale · attn[b, q, k] + rel_h[b, q, k_h] + rel_w[b, q, k_w])`, key `k = k_h · W + k_w`.
 ///
 /// # Shapes
 /// * `attn`: `(M, H·W, H·W)` unscaled `q·kᵀ` logits.
-/// * `rel_h`: `(M, H, W, H)` (query row, query column, key row).
-/// * `rel_w`: `(M, H, W, W)` (query row, query column, key column).
+/// * `rel_h`: `(M, H, W, H)` (query row, query column, key row); `rel_w`: `(M, H, W, W)`.
 /// * output: `(M, H·W, H·W)` attention weights.
-pub(crate) fn rel_pos_softmax<B: Backend>(
-    attn: Tensor<B, 3>,
-    scale: f64,
-    rel_h: Tensor<B, 4>,
-    rel_w: Tensor<B, 4>,
-) -> Tensor<B, 3> {
-    let [m, h, w, _] = rel_h.dims();
-    let n = h * w;
-    if !on_host::<B>(&attn.device()) {
-        return rel_pos_softmax_ops(attn, scale, rel_h, rel_w);
-    }
-    let to_vec = |t: Tensor<B, 4>| -> Vec<f32> {
-        let data = t.into_data().convert::<f32>();
-        data.iter::<f32>().collect()
-    };
-    let (rh, rw) = (to_vec(rel_h), to_vec(rel_w));
-    debug_assert_eq!(rh.len(), m * n * h);
-    debug_assert_eq!(rw.len(), m * n * w);
-    let scale = scale as f32;
-    map_host(attn, |a| {
-        a.par_chunks_mut(n)
-            .zip(rh.par_chunks(h).zip(rw.par_chunks(w)))
-            .for_each(|(row, (rh, rw))| {
-                for (seg, &bias_h) in row.chunks_exact_mut(w).zip(rh) {
-                    for (s, &bias_w) in seg.iter_mut().zip(rw) {
-                        *s = *s * scale + (bias_h + bias_w);
-                    }
-                }
-                let max = row_max(row);
-                let inv = 1.0 / exp_sum(row, max);
-                for v in row.iter_mut() {
-                    *v *= inv;
-                }
-            })
-    })
-}
-
-/// [`rel_pos_softmax`] as Burn tensor ops (any backend).
 pub(crate) fn rel_pos_softmax_ops<B: Backend>(
     attn: Tensor<B, 3>,
     scale: f64,
@@ -275,28 +382,96 @@ mod tests {
         assert_eq!(want.len(), got.len());
         assert!(max_abs(&want, &got) < 2e-6, "{}", max_abs(&want, &got));
     }
+}
+
+#[cfg(test)]
+mod attention_tests {
+    use super::*;
+
+    /// The official `Attention.forward` core, written out with loops.
+    fn naive(qkv: &[f32], s: AttentionShape, th: &[f32], tw: &[f32], scale: f32) -> Vec<f32> {
+        let (n, c, hd) = (s.h * s.w, s.heads * s.head_dim, s.head_dim);
+        let at = |g: usize, t: usize, which: usize, head: usize, d: usize| {
+            qkv[((g * n + t) * 3 + which) * c + head * hd + d]
+        };
+        let mut out = vec![0.0; s.grids * n * c];
+        for g in 0..s.grids {
+            for head in 0..s.heads {
+                for qi in 0..n {
+                    let (i, j) = (qi / s.w, qi % s.w);
+                    let mut logits = vec![0.0f32; n];
+                    for (kj, l) in logits.iter_mut().enumerate() {
+                        let (kh, kw) = (kj / s.w, kj % s.w);
+                        let mut dot = 0.0;
+                        let mut bh = 0.0;
+                        let mut bw = 0.0;
+                        for d in 0..hd {
+                            let q = at(g, qi, 0, head, d);
+                            dot += q * at(g, kj, 1, head, d);
+                            bh += q * th[(i + s.h - 1 - kh) * hd + d];
+                            bw += q * tw[(j + s.w - 1 - kw) * hd + d];
+                        }
+                        *l = dot * scale + bh + bw;
+                    }
+                    let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                    let e: Vec<f32> = logits.iter().map(|l| (l - m).exp()).collect();
+                    let z: f32 = e.iter().sum();
+                    for d in 0..hd {
+                        out[(g * n + qi) * c + head * hd + d] =
+                            (0..n).map(|kj| e[kj] / z * at(g, kj, 2, head, d)).sum();
+                    }
+                }
+            }
+        }
+        out
+    }
 
     #[test]
-    fn fused_rel_pos_softmax_matches_tensor_ops() {
-        let device = Default::default();
-        // A grid that is not square, rows not a multiple of the 8 lanes.
-        let (m, h, w) = (3, 5, 7);
-        let n = h * w;
-        let attn = Tensor::<B, 3>::random([m, n, n], Distribution::Normal(0.0, 4.0), &device);
-        let rh = Tensor::<B, 4>::random([m, h, w, h], Distribution::Normal(0.0, 2.0), &device);
-        let rw = Tensor::<B, 4>::random([m, h, w, w], Distribution::Normal(0.0, 2.0), &device);
-        let want: Vec<f32> = rel_pos_softmax_ops(attn.clone(), 0.37, rh.clone(), rw.clone())
-            .into_data()
-            .to_vec()
-            .unwrap_or_default();
-        let got: Vec<f32> = rel_pos_softmax(attn, 0.37, rh, rw)
-            .into_data()
-            .to_vec()
-            .unwrap_or_default();
-        assert_eq!(want.len(), m * n * n);
-        assert!(max_abs(&want, &got) < 1e-6, "{}", max_abs(&want, &got));
-        for row in got.chunks(n) {
-            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    fn host_attention_matches_loops() {
+        let mut state = 12345u64;
+        let mut rnd = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        // Several windows of 25 queries (rows not a multiple of the 8 lanes), a non-square grid, and a grid
+        // of 1024 queries split into tasks of 256.
+        for s in [
+            AttentionShape {
+                grids: 2,
+                h: 5,
+                w: 5,
+                heads: 3,
+                head_dim: 4,
+            },
+            AttentionShape {
+                grids: 1,
+                h: 3,
+                w: 7,
+                heads: 2,
+                head_dim: 5,
+            },
+            AttentionShape {
+                grids: 1,
+                h: 32,
+                w: 32,
+                heads: 2,
+                head_dim: 8,
+            },
+        ] {
+            let (n, c) = (s.h * s.w, s.heads * s.head_dim);
+            let qkv: Vec<f32> = (0..s.grids * n * 3 * c).map(|_| 2.0 * rnd()).collect();
+            let th: Vec<f32> = (0..(2 * s.h - 1) * s.head_dim).map(|_| rnd()).collect();
+            let tw: Vec<f32> = (0..(2 * s.w - 1) * s.head_dim).map(|_| rnd()).collect();
+            let want = naive(&qkv, s, &th, &tw, 0.5);
+            let got = attention_host(&qkv, s, &th, &tw, 0.5);
+            let err = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(err < 1e-5, "{s:?}: max error {err}");
         }
     }
 }

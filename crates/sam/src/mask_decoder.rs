@@ -46,9 +46,26 @@ impl<B: Backend> DecoderAttention<B> {
 
     /// `q (B, Nq, C)`, `k`, `v (B, Nk, C)` → `(B, Nq, C)`.
     pub fn forward(&self, q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>) -> Tensor<B, 3> {
+        let kv = self.project_kv(k, v);
+        self.forward_projected(q, &kv)
+    }
+
+    /// The key and value projections, split into heads `(B, heads, Nk, C/heads)`.
+    fn project_kv(&self, k: Tensor<B, 3>, v: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        (
+            self.heads(self.k_proj.forward(k)),
+            self.heads(self.v_proj.forward(v)),
+        )
+    }
+
+    /// [`DecoderAttention::forward`] with the keys and values already projected.
+    fn forward_projected(
+        &self,
+        q: Tensor<B, 3>,
+        (k, v): &(Tensor<B, 4>, Tensor<B, 4>),
+    ) -> Tensor<B, 3> {
+        let (k, v) = (k.clone(), v.clone());
         let q = self.heads(self.q_proj.forward(q));
-        let k = self.heads(self.k_proj.forward(k));
-        let v = self.heads(self.v_proj.forward(v));
         let [b, h, n, ch] = q.dims();
         let attn = q.matmul(k.swap_dims(2, 3)) / (ch as f64).sqrt();
         let out = softmax(attn, 3).matmul(v);
@@ -82,12 +99,24 @@ pub struct TwoWayAttentionBlock<B: Backend> {
 }
 
 impl<B: Backend> TwoWayAttentionBlock<B> {
+    /// The token → image attention's projected keys and values for `keys` (image tokens) and their PE.
+    fn token_to_image_kv(
+        &self,
+        keys: Tensor<B, 3>,
+        key_pe: Tensor<B, 3>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        self.cross_attn_token_to_image
+            .project_kv(keys.clone() + key_pe, keys)
+    }
+
+    /// One block; `kv` is [`TwoWayAttentionBlock::token_to_image_kv`] of `keys` when already computed.
     fn forward(
         &self,
         queries: Tensor<B, 3>,
         keys: Tensor<B, 3>,
         query_pe: Tensor<B, 3>,
         key_pe: Tensor<B, 3>,
+        kv: Option<&(Tensor<B, 4>, Tensor<B, 4>)>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let queries = if self.skip_first_layer_pe {
             self.self_attn
@@ -98,11 +127,12 @@ impl<B: Backend> TwoWayAttentionBlock<B> {
         };
         let queries = self.norm1.forward(queries);
         let q = queries.clone() + query_pe.clone();
-        let k = keys.clone() + key_pe.clone();
-        let queries = queries
-            + self
-                .cross_attn_token_to_image
-                .forward(q, k.clone(), keys.clone());
+        let t2i = &self.cross_attn_token_to_image;
+        let attended = match kv {
+            Some(kv) => t2i.forward_projected(q, kv),
+            None => t2i.forward_projected(q, &self.token_to_image_kv(keys.clone(), key_pe.clone())),
+        };
+        let queries = queries + attended;
         let queries = self.norm2.forward(queries);
         let queries = queries.clone() + self.mlp.forward(queries, relu);
         let queries = self.norm3.forward(queries);
@@ -197,6 +227,25 @@ fn layer_norm_pixels<B: Backend>(ln: &LayerNorm2d<B>, x: Tensor<B, 2>) -> Tensor
     (d / (s + 1e-6).sqrt()) * ln.weight.val().reshape([1, c]) + ln.bias.val().reshape([1, c])
 }
 
+/// Copies `x` into a contiguous buffer (a reshape that cannot be a view forces the copy on every backend):
+/// image-token tensors are used many times per prediction, and elementwise ops on a transposed view take
+/// the backends' slow strided paths.
+fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let dims = x.dims();
+    x.reshape([dims.iter().product::<usize>()]).reshape(dims)
+}
+
+/// What the mask decoder computes from the image alone, shared by every prompt without a mask input
+/// ([`MaskDecoder::image_cache`]): the image tokens `(1, h·w, C)` (embedding + dense prompt embedding), their
+/// position encoding, and the first block's token → image keys and values.
+#[derive(Debug, Clone)]
+pub struct DecoderImageCache<B: Backend> {
+    keys: Tensor<B, 3>,
+    key_pe: Tensor<B, 3>,
+    first_kv: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+    grid: (usize, usize),
+}
+
 /// Predicts masks and their IoU from an image embedding and prompt embeddings.
 #[derive(Module, Debug)]
 pub struct MaskDecoder<B: Backend> {
@@ -277,6 +326,10 @@ impl<B: Backend> MaskDecoder<B> {
 
     /// Low-resolution mask logits `(1, M, 4h, 4w)` and IoU predictions `(1, M)`; `M` = 1, or the
     /// multimask outputs when `multimask`.
+    ///
+    /// # Shapes
+    /// * `image_embedding`, `image_pe`, `dense`: `(1, C, h, w)`.
+    /// * `sparse`: `(1, N, C)`.
     pub fn forward(
         &self,
         image_embedding: Tensor<B, 4>,
@@ -285,7 +338,48 @@ impl<B: Backend> MaskDecoder<B> {
         dense: Tensor<B, 4>,
         multimask: bool,
     ) -> (Tensor<B, 4>, Tensor<B, 2>) {
+        let cache = self.image_cache(image_embedding, image_pe, dense);
+        self.forward_cached(&cache, sparse, multimask)
+    }
+
+    /// The prompt-independent part of [`MaskDecoder::forward`] for an image embedding, its position encoding
+    /// and a dense prompt embedding (the no-mask embedding for every prompt without a mask input).
+    pub fn image_cache(
+        &self,
+        image_embedding: Tensor<B, 4>,
+        image_pe: Tensor<B, 4>,
+        dense: Tensor<B, 4>,
+    ) -> DecoderImageCache<B> {
         let [_, c, h, w] = image_embedding.dims();
+        // (1, C, h, w) → (1, h·w, C), contiguous.
+        let keys = contiguous(
+            (image_embedding + dense)
+                .reshape([1, c, h * w])
+                .swap_dims(1, 2),
+        );
+        let key_pe = contiguous(image_pe.reshape([1, c, h * w]).swap_dims(1, 2));
+        let first_kv = self
+            .transformer
+            .layers
+            .first()
+            .map(|l| l.token_to_image_kv(keys.clone(), key_pe.clone()));
+        DecoderImageCache {
+            keys,
+            key_pe,
+            first_kv,
+            grid: (h, w),
+        }
+    }
+
+    /// [`MaskDecoder::forward`] from an [`MaskDecoder::image_cache`].
+    pub fn forward_cached(
+        &self,
+        cache: &DecoderImageCache<B>,
+        sparse: Tensor<B, 3>,
+        multimask: bool,
+    ) -> (Tensor<B, 4>, Tensor<B, 2>) {
+        let (h, w) = cache.grid;
+        let c = cache.keys.dims()[2];
         let n_tokens = self.mask_tokens.weight.dims()[0];
         let output_tokens = Tensor::cat(
             vec![self.iou_token.weight.val(), self.mask_tokens.weight.val()],
@@ -293,14 +387,16 @@ impl<B: Backend> MaskDecoder<B> {
         )
         .unsqueeze::<3>();
         let tokens = Tensor::cat(vec![output_tokens, sparse], 1);
-        let src = image_embedding + dense;
         let t = &self.transformer;
-        // (1, C, h, w) → (1, h·w, C)
-        let keys0 = src.reshape([1, c, h * w]).swap_dims(1, 2);
-        let key_pe = image_pe.reshape([1, c, h * w]).swap_dims(1, 2);
-        let (mut queries, mut keys) = (tokens.clone(), keys0);
-        for layer in &t.layers {
-            (queries, keys) = layer.forward(queries, keys, tokens.clone(), key_pe.clone());
+        let key_pe = cache.key_pe.clone();
+        let (mut queries, mut keys) = (tokens.clone(), cache.keys.clone());
+        for (i, layer) in t.layers.iter().enumerate() {
+            let kv = if i == 0 {
+                cache.first_kv.as_ref()
+            } else {
+                None
+            };
+            (queries, keys) = layer.forward(queries, keys, tokens.clone(), key_pe.clone(), kv);
         }
         let q = queries.clone() + tokens;
         let k = keys.clone() + key_pe;

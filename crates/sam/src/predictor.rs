@@ -2,7 +2,7 @@
 
 use crate::prompt_encoder::EncodedPrompt;
 use crate::resize::{apply_coords, apply_image};
-use crate::{Sam, SamError};
+use crate::{DecoderImageCache, Sam, SamError};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use image::{GrayImage, RgbImage};
@@ -167,8 +167,14 @@ pub struct SamPredictor<B: Backend> {
     state: Option<Encoded<B>>,
 }
 
-/// The current image: its embedding, original `(h, w)` and resized `(h, w)`.
-type Encoded<B> = (Tensor<B, 4>, (usize, usize), (usize, usize));
+/// The current image: its embedding, original `(h, w)` and resized `(h, w)`, and the mask decoder's
+/// prompt-independent work on it.
+type Encoded<B> = (
+    Tensor<B, 4>,
+    (usize, usize),
+    (usize, usize),
+    DecoderImageCache<B>,
+);
 
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data()
@@ -206,12 +212,23 @@ impl<B: Backend> SamPredictor<B> {
         let resized = apply_image(image, s);
         let input = self.sam.preprocess(&resized, &self.device)?;
         let emb = self.sam.encode(input);
+        let cache = self.decoder_cache(&emb);
         self.state = Some((
             emb,
             (image.height() as usize, image.width() as usize),
             (resized.height() as usize, resized.width() as usize),
+            cache,
         ));
         Ok(())
+    }
+
+    /// The decoder's work on `emb` for prompts without a mask input.
+    fn decoder_cache(&self, emb: &Tensor<B, 4>) -> DecoderImageCache<B> {
+        self.sam.mask_decoder.image_cache(
+            emb.clone(),
+            self.dense_pe.clone(),
+            self.sam.prompt_encoder.no_mask_dense(),
+        )
     }
 
     /// The current image embedding (to save and reuse).
@@ -219,7 +236,7 @@ impl<B: Backend> SamPredictor<B> {
     /// # Errors
     /// [`SamError::NoImage`] before `set_image`.
     pub fn embedding(&self) -> Result<ImageEmbedding, SamError> {
-        let (emb, original, input) = self.state.as_ref().ok_or(SamError::NoImage)?;
+        let (emb, original, input, _) = self.state.as_ref().ok_or(SamError::NoImage)?;
         Ok(ImageEmbedding {
             values: to_vec(emb.clone()),
             shape: emb.dims(),
@@ -242,7 +259,8 @@ impl<B: Backend> SamPredictor<B> {
             )));
         }
         let t = Tensor::from_data(TensorData::new(e.values.clone(), e.shape), &self.device);
-        self.state = Some((t, e.original_size, e.input_size));
+        let cache = self.decoder_cache(&t);
+        self.state = Some((t, e.original_size, e.input_size, cache));
         Ok(())
     }
 
@@ -315,7 +333,7 @@ impl<B: Backend> SamPredictor<B> {
         &self,
         prompt: &Prompt,
     ) -> Result<(Tensor<B, 3>, Tensor<B, 4>), SamError> {
-        let (_, original, _) = self.state.as_ref().ok_or(SamError::NoImage)?;
+        let (_, original, _, _) = self.state.as_ref().ok_or(SamError::NoImage)?;
         let encoded = self.encode_prompt(prompt, *original)?;
         Ok(self.sam.prompt_encoder.forward(&encoded, &self.device))
     }
@@ -325,15 +343,15 @@ impl<B: Backend> SamPredictor<B> {
     /// # Errors
     /// [`SamError::NoImage`] before `set_image`; [`SamError::Prompt`] for an empty or invalid prompt.
     pub fn predict(&self, prompt: &Prompt, multimask: bool) -> Result<Prediction, SamError> {
-        let (emb, original, input) = self.state.as_ref().ok_or(SamError::NoImage)?;
+        let (emb, original, input, cache) = self.state.as_ref().ok_or(SamError::NoImage)?;
         let (sparse, dense) = self.prompt_embeddings(prompt)?;
-        let (low, iou) = self.sam.mask_decoder.forward(
-            emb.clone(),
-            self.dense_pe.clone(),
-            sparse,
-            dense,
-            multimask,
-        );
+        let decoder = &self.sam.mask_decoder;
+        let (low, iou) = if prompt.mask_input.is_some() {
+            let cache = decoder.image_cache(emb.clone(), self.dense_pe.clone(), dense);
+            decoder.forward_cached(&cache, sparse, multimask)
+        } else {
+            decoder.forward_cached(cache, sparse, multimask)
+        };
         let [_, m, lh, lw] = low.dims();
         let masks = self.sam.postprocess(low.clone(), *input, *original);
         Ok(Prediction {

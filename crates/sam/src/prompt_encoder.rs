@@ -179,19 +179,24 @@ impl<B: Backend> PromptEncoder<B> {
             Tensor::cat(parts, 1)
         };
         let dense = match &prompt.masks {
+            None => self.no_mask_dense(),
             Some(m) => {
                 let md = &self.mask_downscaling;
                 let x = gelu(md.ln1.forward(md.conv1.forward(m.clone())));
                 let x = gelu(md.ln2.forward(md.conv2.forward(x)));
                 md.conv3.forward(x)
             }
-            None => self
-                .no_mask_embed
-                .weight
-                .val()
-                .reshape([1, d, 1, 1])
-                .expand([1, d, self.grid, self.grid]),
         };
         (sparse, dense)
+    }
+
+    /// The dense embedding of a prompt without a mask input: `no_mask_embed` on every cell, `(1, C, h, w)`.
+    pub(crate) fn no_mask_dense(&self) -> Tensor<B, 4> {
+        let d = self.no_mask_embed.weight.dims()[1];
+        self.no_mask_embed
+            .weight
+            .val()
+            .reshape([1, d, 1, 1])
+            .expand([1, d, self.grid, self.grid])
     }
 }
