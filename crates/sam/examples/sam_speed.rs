@@ -1,4 +1,4 @@
-//! Times SAM on the CPU (ndarray backend): image encoder, prompt encoder + mask decoder, post-processing.
+//! Times SAM on the CPU (`flex` backend; `SAM_BACKEND=ndarray` for the other one): image encoder, prompt encoder + mask decoder, post-processing.
 //!
 //! ```sh
 //! cargo run --release -p pslg-sam --example sam_speed -- [vit_b|vit_l|vit_h|CHECKPOINT.pth] [ROUNDS]
