@@ -88,15 +88,42 @@ fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let mut p = SamPredictor::new(sam, device);
+    let prompt = Prompt::default()
+        .with_box([100.0, 80.0, 400.0, 300.0])
+        .with_point([250.0, 190.0], 1);
+    if let Ok(n) = std::env::var("SAM_SPEED_PREDICT_ONLY") {
+        // Prompts only, on a synthetic embedding (for profiling the decoder): N predictions.
+        let g = cfg.grid();
+        let shape = [1, cfg.prompt_dim, g, g];
+        let values = (0..shape.iter().product::<usize>())
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        p.set_embedding(&pslg_sam::ImageEmbedding {
+            values,
+            shape,
+            original_size: (480, 640),
+            input_size: (cfg.image_size * 3 / 4, cfg.image_size),
+        })?;
+        let mut dec = Vec::new();
+        for _ in 0..n.parse::<usize>().unwrap_or(100) {
+            let t = Instant::now();
+            std::hint::black_box(p.predict(&prompt, false)?);
+            dec.push(t.elapsed().as_secs_f64());
+        }
+        dec.sort_by(f64::total_cmp);
+        println!(
+            "{{\"predict_best_ms\":{:.2},\"predict_median_ms\":{:.2}}}",
+            dec[0] * 1e3,
+            dec[dec.len() / 2] * 1e3
+        );
+        return Ok(());
+    }
     let mut enc = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
         p.set_image(&image)?;
         enc.push(t.elapsed().as_secs_f64());
     }
-    let prompt = Prompt::default()
-        .with_box([100.0, 80.0, 400.0, 300.0])
-        .with_point([250.0, 190.0], 1);
     let mut dec = Vec::new();
     for _ in 0..(rounds * 10) {
         let t = Instant::now();

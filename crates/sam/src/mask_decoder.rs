@@ -7,9 +7,9 @@ use crate::kernels::gelu;
 use burn::module::Module;
 use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 /// Attention with optional down-projection of the embedding (`downsample_rate`).
 #[derive(Module, Debug)]
@@ -45,9 +45,135 @@ impl<B: Backend> DecoderAttention<B> {
     }
 
     /// `q (B, Nq, C)`, `k`, `v (B, Nk, C)` → `(B, Nq, C)`.
+    ///
+    /// When one side is a handful of tokens and the other the image (`heads · tokens` below the inner
+    /// dimension, batch 1), the image-side projections are folded into the tokens' side
+    /// ([`DecoderAttention::forward_tokens_to_image`], [`DecoderAttention::forward_image_to_tokens`]): the
+    /// same attention in about half the multiply-adds.
     pub fn forward(&self, q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, nq, _] = q.dims();
+        let nk = k.dims()[1];
+        if b == 1 && nq < nk && self.folds(nq) {
+            self.forward_tokens_to_image(q, k, v)
+        } else if b == 1 && nk < nq && self.folds(nk) {
+            self.forward_image_to_tokens(q, k, v)
+        } else {
+            self.forward_unfolded(q, k, v)
+        }
+    }
+
+    /// [`DecoderAttention::forward`] as the official code computes it: project, split heads, attend, merge,
+    /// project.
+    pub fn forward_unfolded(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
         let kv = self.project_kv(k, v);
         self.forward_projected(q, &kv)
+    }
+
+    /// Inner dimension and head dimension.
+    fn dims(&self) -> (usize, usize) {
+        let inner = self.q_proj.weight.dims()[1];
+        (inner, inner / self.num_heads)
+    }
+
+    /// Whether folding saves work for `tokens` tokens: the image then meets `heads · tokens` columns per
+    /// product instead of the inner dimension's.
+    fn folds(&self, tokens: usize) -> bool {
+        self.num_heads * tokens < self.dims().0
+    }
+
+    /// Few tokens `q (1, n, C)` attending to many image tokens `k`, `v (1, N, C)`, the key and value
+    /// projections moved onto the tokens' side. Per head `h` (head dim `d`):
+    ///
+    /// `softmax(q_h (k W_k,h + b_k,h)ᵀ / √d) (v W_v,h + b_v,h) = softmax((q_h W_k,hᵀ) kᵀ / √d) (v) W_v,h + b_v,h`
+    ///
+    /// since the key bias adds the same value to a whole score row (softmax ignores it) and softmax rows sum
+    /// to one. The image tokens meet a `(heads·n, C)` matrix twice instead of two `(C, inner)` weights.
+    pub fn forward_tokens_to_image(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
+        let [_, n, c] = q.dims();
+        let h = self.num_heads;
+        let (inner, d) = self.dims();
+        let q = self.heads(self.q_proj.forward(q)); // (1, h, n, d)
+        let wk = self
+            .k_proj
+            .weight
+            .val()
+            .reshape([1, c, h, d])
+            .permute([0, 2, 3, 1]); // (1, h, d, C)
+        let a = q.matmul(wk).reshape([1, h * n, c]);
+        let scores = a.matmul(k.swap_dims(1, 2)) / (d as f64).sqrt(); // (1, h·n, N)
+        let pv = softmax(scores, 2).matmul(v).reshape([1, h, n, c]);
+        let wv = self
+            .v_proj
+            .weight
+            .val()
+            .reshape([1, c, h, d])
+            .permute([0, 2, 1, 3]); // (1, h, C, d)
+        let mut out = pv.matmul(wv); // (1, h, n, d)
+        if let Some(bv) = &self.v_proj.bias {
+            out = out + bv.val().reshape([1, h, 1, d]);
+        }
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([1, n, inner]))
+    }
+
+    /// Many image tokens `q (1, N, C)` attending to few tokens `k`, `v (1, n, C)`, the query and output
+    /// projections moved onto the tokens' side. Per head `h`, with `K_h`, `V_h` the projected tokens:
+    ///
+    /// `scores_h = (q W_q,h + b_q,h) K_hᵀ = q (W_q,h K_hᵀ) + b_q,h K_hᵀ`, and
+    /// `out = Σ_h softmax(scores_h / √d) (V_h W_o,h) + b_o` with `W_o,h` the head's rows of the output
+    /// weight; the image tokens meet `(C, heads·n)` and `(heads·n, C)` matrices instead of `(C, inner)` and
+    /// `(inner, C)` weights. The output bias is spread over the rows of `V_h W_o,h` (each head's
+    /// probabilities sum to one).
+    pub fn forward_image_to_tokens(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
+        let [_, big_n, c] = q.dims();
+        let n = k.dims()[1];
+        let h = self.num_heads;
+        let (_, d) = self.dims();
+        let kt = self.heads(self.k_proj.forward(k)).swap_dims(2, 3); // (1, h, d, n)
+        let v = self.heads(self.v_proj.forward(v)); // (1, h, n, d)
+        let wq = self
+            .q_proj
+            .weight
+            .val()
+            .reshape([1, c, h, d])
+            .permute([0, 2, 1, 3]); // (1, h, C, d)
+        let m = wq
+            .matmul(kt.clone())
+            .permute([0, 2, 1, 3])
+            .reshape([1, c, h * n]);
+        let mut scores = q.matmul(m); // (1, N, h·n)
+        if let Some(bq) = &self.q_proj.bias {
+            let r = bq.val().reshape([1, h, 1, d]).matmul(kt); // (1, h, 1, n)
+            scores = scores + r.reshape([1, 1, h * n]);
+        }
+        let p = softmax((scores / (d as f64).sqrt()).reshape([1, big_n, h, n]), 3).reshape([
+            1,
+            big_n,
+            h * n,
+        ]);
+        let wo = self.out_proj.weight.val().reshape([1, h, d, c]);
+        let mut u = v.matmul(wo); // (1, h, n, C)
+        if let Some(bo) = &self.out_proj.bias {
+            // Each head's probabilities sum to one over its n rows of `u`: adding b_o / heads to every row
+            // adds b_o to every output, without an image-sized broadcast add.
+            u = u + bo.val().reshape([1, 1, 1, c]) / h as f64;
+        }
+        p.matmul(u.reshape([1, h * n, c]))
     }
 
     /// The key and value projections, split into heads `(B, heads, Nk, C/heads)`.
@@ -130,7 +256,7 @@ impl<B: Backend> TwoWayAttentionBlock<B> {
         let t2i = &self.cross_attn_token_to_image;
         let attended = match kv {
             Some(kv) => t2i.forward_projected(q, kv),
-            None => t2i.forward_projected(q, &self.token_to_image_kv(keys.clone(), key_pe.clone())),
+            None => t2i.forward(q, keys.clone() + key_pe.clone(), keys.clone()),
         };
         let queries = queries + attended;
         let queries = self.norm2.forward(queries);
@@ -218,13 +344,16 @@ fn deconv2x2_pixels<B: Backend>(layer: &ConvTranspose2d<B>, x: Tensor<B, 2>) -> 
     }
 }
 
-/// Channel-wise LayerNorm2d of channel-last pixels `(P, C)` (same statistics as on NCHW).
+/// Channel-wise LayerNorm2d of channel-last pixels `(P, C)` (same statistics as on NCHW): the backend's fused
+/// last-dimension layer norm (`eps` 1e-6 as the official `LayerNorm2d`), one pass instead of eight
+/// broadcast tensor ops.
 fn layer_norm_pixels<B: Backend>(ln: &LayerNorm2d<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let c = x.dims()[1];
-    let u = x.clone().mean_dim(1);
-    let d = x - u;
-    let s = d.clone().powi_scalar(2).mean_dim(1);
-    (d / (s + 1e-6).sqrt()) * ln.weight.val().reshape([1, c]) + ln.bias.val().reshape([1, c])
+    Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
+        x.into_primitive().tensor(),
+        ln.weight.val().into_primitive().tensor(),
+        Some(ln.bias.val().into_primitive().tensor()),
+        1e-6,
+    )))
 }
 
 /// Copies `x` into a contiguous buffer (a reshape that cannot be a view forces the copy on every backend):
@@ -413,31 +542,83 @@ impl<B: Backend> MaskDecoder<B> {
             deconv2x2_pixels(&up.deconv1, src),
         ));
         let upscaled = gelu(deconv2x2_pixels(&up.deconv2, x)); // (16·h·w, c/8)
-        let hyper: Vec<Tensor<B, 2>> = self
-            .output_hypernetworks_mlps
-            .iter()
-            .enumerate()
-            .map(|(i, mlp)| mlp.forward(hs.clone().narrow(1, 1 + i, 1).reshape([1, c])))
+        // Only the mask tokens that are returned: the first alone, or the multimask outputs.
+        let picked = if multimask { 1..n_tokens } else { 0..1 };
+        let m = picked.len();
+        let hyper: Vec<Tensor<B, 2>> = picked
+            .map(|i| {
+                let mlp = &self.output_hypernetworks_mlps[i];
+                mlp.forward(hs.clone().narrow(1, 1 + i, 1).reshape([1, c]))
+            })
             .collect();
-        let hyper_in = Tensor::stack::<3>(hyper, 1); // (1, T, c/8)
-        let hyper_in: Tensor<B, 2> = hyper_in.reshape([n_tokens, c / 8]);
-        // (16·h·w, T) with rows ordered (i, j, a1, b1, a2, b2) → (1, T, 4h, 4w) at row 4i + 2a1 + a2,
-        // column 4j + 2b1 + b2.
-        let masks = upscaled
-            .matmul(hyper_in.transpose())
-            .reshape([h * w, 2, 2, 2, 2, n_tokens]) // (ij, a1, b1, a2, b2, T); ndarray allows 6 dims
-            .permute([5, 0, 1, 3, 2, 4]) // (T, ij, a1, a2, b1, b2)
-            .reshape([n_tokens, h, w, 4, 4])
-            .permute([0, 1, 3, 2, 4]) // (T, i, a1a2, j, b1b2)
-            .reshape([1, n_tokens, 4 * h, 4 * w]);
+        let hyper_in: Tensor<B, 2> = Tensor::cat(hyper, 0); // (M, c/8)
+        // (M, 16·h·w) with columns ordered (i, j, a1, b1, a2, b2) → (1, M, 4h, 4w) at row 4i + 2a1 + a2,
+        // column 4j + 2b1 + b2: one 6-d permute (ndarray's limit) of the returned planes only.
+        let masks = hyper_in
+            .matmul(upscaled.transpose())
+            .reshape([m * h, w, 2, 2, 2, 2]) // (M·i, j, a1, b1, a2, b2)
+            .permute([0, 2, 4, 1, 3, 5]) // (M·i, a1, a2, j, b1, b2)
+            .reshape([1, m, 4 * h, 4 * w]);
         let iou = self.iou_prediction_head.forward(iou_out);
-        if multimask {
-            (
-                masks.narrow(1, 1, n_tokens - 1),
-                iou.narrow(1, 1, n_tokens - 1),
-            )
+        let iou = if multimask {
+            iou.narrow(1, 1, n_tokens - 1)
         } else {
-            (masks.narrow(1, 0, 1), iou.narrow(1, 0, 1))
+            iou.narrow(1, 0, 1)
+        };
+        (masks, iou)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use burn_ndarray::NdArray;
+
+    type B = NdArray<f32>;
+
+    fn rel(a: Tensor<B, 3>, b: Tensor<B, 3>) -> f32 {
+        let a = a.into_data().to_vec::<f32>().unwrap();
+        let b = b.into_data().to_vec::<f32>().unwrap();
+        let max_b = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max_d = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        max_d / max_b
+    }
+
+    /// The folded token → image and image → token attentions equal the official computation (random
+    /// weights and biases, which `LinearConfig::init` draws), and `forward` folds only where it saves work.
+    #[test]
+    fn folded_attention_matches_the_unfolded_one() {
+        let device = Default::default();
+        let att = DecoderAttention::<B>::new(64, 4, 2, &device); // inner 32, head dim 8
+        let rnd =
+            |n: usize| Tensor::<B, 3>::random([1, n, 64], Distribution::Normal(0.0, 1.0), &device);
+        assert!(att.folds(7) && !att.folds(8));
+        for n in [1, 3, 7] {
+            let (tokens, image, image_v) = (rnd(n), rnd(96), rnd(96));
+            let folded =
+                att.forward_tokens_to_image(tokens.clone(), image.clone(), image_v.clone());
+            let plain = att.forward_unfolded(tokens.clone(), image.clone(), image_v.clone());
+            let e = rel(folded, plain.clone());
+            assert!(
+                e < 1e-5,
+                "tokens -> image, {n} tokens: relative error {e:e}"
+            );
+            let e = rel(att.forward(tokens.clone(), image.clone(), image_v), plain);
+            assert!(e < 1e-5, "forward, tokens -> image: {e:e}");
+            let values = rnd(n);
+            let folded = att.forward_image_to_tokens(image.clone(), tokens.clone(), values.clone());
+            let plain = att.forward_unfolded(image.clone(), tokens.clone(), values.clone());
+            let e = rel(folded, plain.clone());
+            assert!(
+                e < 1e-5,
+                "image -> tokens, {n} tokens: relative error {e:e}"
+            );
+            let e = rel(att.forward(image, tokens, values), plain);
+            assert!(e < 1e-5, "forward, image -> tokens: {e:e}");
         }
     }
 }
