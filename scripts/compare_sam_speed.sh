@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# SAM speed side by side: pslg-sam (Burn ndarray, CPU) and the official PyTorch code, alternating rounds in
+# SAM speed side by side: pslg-sam (Burn 0.21 flex, CPU) and the official PyTorch code, alternating rounds in
 # one run on the same machine. Usage: scripts/compare_sam_speed.sh [vit_b] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 variant=${1:-vit_b}
 rounds=${2:-2}
-cargo build --release -q -p pslg-sam --example sam_speed
+# --workspace: the same feature set as the tests, so the build reuses their target dir
+cargo build --release -q --workspace --example sam_speed
 for i in $(seq "$rounds"); do
   echo "round $i"
   /usr/bin/time -f '  peak RSS %M KB' ./target/release/examples/sam_speed "$variant" 1

@@ -109,9 +109,13 @@ impl<B: Backend> DecoderAttention<B> {
             .val()
             .reshape([1, c, h, d])
             .permute([0, 2, 3, 1]); // (1, h, d, C)
-        let a = q.matmul(wk).reshape([1, h * n, c]);
-        let scores = a.matmul(k.swap_dims(1, 2)) / (d as f64).sqrt(); // (1, h·n, N)
-        let pv = softmax(scores, 2).matmul(v).reshape([1, h, n, c]);
+        // Batch 1: the image-sized products are plain 2-d matrix products; the scale goes on the small side.
+        let big_n = k.dims()[1];
+        let a = (q.matmul(wk) / (d as f64).sqrt()).reshape([h * n, c]);
+        let scores = a.matmul(k.reshape([big_n, c]).transpose()); // (h·n, N)
+        let pv = softmax(scores, 1)
+            .matmul(v.reshape([big_n, c]))
+            .reshape([1, h, n, c]);
         let wv = self
             .v_proj
             .weight
@@ -152,20 +156,16 @@ impl<B: Backend> DecoderAttention<B> {
             .val()
             .reshape([1, c, h, d])
             .permute([0, 2, 1, 3]); // (1, h, C, d)
-        let m = wq
-            .matmul(kt.clone())
+        let scale = (d as f64).sqrt();
+        let m = (wq.matmul(kt.clone()) / scale)
             .permute([0, 2, 1, 3])
-            .reshape([1, c, h * n]);
-        let mut scores = q.matmul(m); // (1, N, h·n)
+            .reshape([c, h * n]);
+        let mut scores = q.reshape([big_n, c]).matmul(m); // (N, h·n)
         if let Some(bq) = &self.q_proj.bias {
-            let r = bq.val().reshape([1, h, 1, d]).matmul(kt); // (1, h, 1, n)
-            scores = scores + r.reshape([1, 1, h * n]);
+            let r = bq.val().reshape([1, h, 1, d]).matmul(kt) / scale; // (1, h, 1, n)
+            scores = scores + r.reshape([1, h * n]);
         }
-        let p = softmax((scores / (d as f64).sqrt()).reshape([1, big_n, h, n]), 3).reshape([
-            1,
-            big_n,
-            h * n,
-        ]);
+        let p = softmax(scores.reshape([big_n, h, n]), 2).reshape([big_n, h * n]);
         let wo = self.out_proj.weight.val().reshape([1, h, d, c]);
         let mut u = v.matmul(wo); // (1, h, n, C)
         if let Some(bo) = &self.out_proj.bias {
@@ -173,7 +173,7 @@ impl<B: Backend> DecoderAttention<B> {
             // adds b_o to every output, without an image-sized broadcast add.
             u = u + bo.val().reshape([1, 1, 1, c]) / h as f64;
         }
-        p.matmul(u.reshape([1, h * n, c]))
+        p.matmul(u.reshape([h * n, c])).reshape([1, big_n, c])
     }
 
     /// The key and value projections, split into heads `(B, heads, Nk, C/heads)`.
