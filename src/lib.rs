@@ -172,3 +172,10 @@ pub enum PslgError {
     #[error(transparent)]
     Grounding(#[from] pslg_grounding::GroundingError),
 }
+
+impl From<pslg_core::BoxError> for PslgError {
+    /// A box that gives no region of interest, reported as CFPG reports it ([`PslgError::Cfpg`]).
+    fn from(e: pslg_core::BoxError) -> Self {
+        Self::Cfpg(e.into())
+    }
+}

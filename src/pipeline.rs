@@ -188,18 +188,5 @@ impl<B: Backend> Pipeline<B> {
 /// A box in float pixels (corners, as grounding outputs) → whole pixels covering it, clamped to the image
 /// (`x2`/`y2` exclusive). Non-finite coordinates give an empty box at the origin.
 pub fn pixel_box(b: [f32; 4], width: u32, height: u32) -> PixelBox {
-    if b.iter().any(|v| !v.is_finite()) {
-        return PixelBox::new(0, 0, 0, 0);
-    }
-    let clamp = |v: f32, hi: u32| (v as f64).clamp(0.0, f64::from(hi));
-    let x1 = clamp(b[0].min(b[2]), width).floor() as i64;
-    let y1 = clamp(b[1].min(b[3]), height).floor() as i64;
-    let x2 = clamp(b[0].max(b[2]), width).ceil() as i64;
-    let y2 = clamp(b[1].max(b[3]), height).ceil() as i64;
-    PixelBox::new(
-        x1,
-        y1,
-        x2.max(x1 + 1).min(i64::from(width)),
-        y2.max(y1 + 1).min(i64::from(height)),
-    )
+    PixelBox::covering(b, width, height)
 }

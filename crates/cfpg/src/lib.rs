@@ -25,9 +25,7 @@
 mod binary;
 mod distance;
 mod generator;
-mod kmeans;
 mod regions;
-mod roi;
 mod watershed;
 
 pub use binary::{binary_map, foreground_cluster, open_close};
@@ -35,12 +33,12 @@ pub use distance::{FloatMap, euclidean_distance_transform};
 pub use generator::{
     CfpgMaps, CfpgParams, Fallback, ForegroundPoint, ForegroundPointGenerator, PointSource,
 };
-pub use kmeans::{KMeans, kmeans_pp, nearest};
+/// The box types, the ROI crop (Eq. 4) and k-means++ (Eq. 5) live in `pslg-core`, shared with MBO.
+pub use pslg_core::{BoxError, KMeans, PixelBox, Roi, clamp_box, crop_roi, kmeans_pp, nearest};
 pub use regions::{
     Connectivity, Region, convexity, label_components, mask_components, measure_regions,
     pixel_hull, polygon_area, region_point, select_region,
 };
-pub use roi::{PixelBox, Roi, clamp_box, crop_roi};
 pub use watershed::{LabelMap, WATERSHED_LINE, distance_markers, watershed};
 
 /// Errors of the foreground point generator.
@@ -85,4 +83,28 @@ pub enum CfpgError {
         /// Valid range.
         valid: &'static str,
     },
+}
+
+impl From<BoxError> for CfpgError {
+    fn from(e: BoxError) -> Self {
+        match e {
+            BoxError::EmptyImage { width, height } => Self::EmptyImage { width, height },
+            BoxError::DegenerateBox { bbox } => Self::DegenerateBox { bbox },
+            BoxError::BoxOutsideImage {
+                bbox,
+                width,
+                height,
+            } => Self::BoxOutsideImage {
+                bbox,
+                width,
+                height,
+            },
+            // `BoxError` is non-exhaustive; a later variant keeps its message.
+            other => Self::InvalidParam {
+                name: "box",
+                value: other.to_string(),
+                valid: "a box with x1 < x2, y1 < y2 inside the image",
+            },
+        }
+    }
 }

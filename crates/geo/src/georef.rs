@@ -58,6 +58,45 @@ impl GeoTransform {
         ))
     }
 
+    /// The smallest box of whole pixels covering the map rectangle between the corners `(x0, y0)` and
+    /// `(x1, y1)` (any two opposite corners, map units): what a box prompt in map coordinates means in the
+    /// image. Corners within 1e-6 pixel of a pixel edge count as on it (map ↔ pixel round trips are not
+    /// exact), so a rectangle drawn on pixel edges gives exactly those pixels.
+    ///
+    /// # Errors
+    /// [`GeoError::SingularTransform`] as [`GeoTransform::map_to_pixel`].
+    ///
+    /// # Examples
+    /// ```
+    /// use pslg_geo::GeoTransform;
+    /// let t = GeoTransform([500_000.0, 0.5, 0.0, 4_000_000.0, 0.0, -0.5]);
+    /// let b = t.pixel_box_covering([500_010.0, 3_999_990.0], [500_005.0, 3_999_995.2]).unwrap();
+    /// assert_eq!((b.x1, b.y1, b.x2, b.y2), (10, 9, 20, 20));
+    /// ```
+    pub fn pixel_box_covering(
+        &self,
+        corner0: [f64; 2],
+        corner1: [f64; 2],
+    ) -> Result<pslg_core::PixelBox, GeoError> {
+        let (c0, r0) = self.map_to_pixel(corner0[0], corner0[1])?;
+        let (c1, r1) = self.map_to_pixel(corner1[0], corner1[1])?;
+        let snap = |x: f64| {
+            if (x - x.round()).abs() < 1e-6 {
+                x.round()
+            } else {
+                x
+            }
+        };
+        let (c0, r0, c1, r1) = (snap(c0), snap(r0), snap(c1), snap(r1));
+        let clamp = |x: f64| x.clamp(-1e9, 1e9) as i64;
+        Ok(pslg_core::PixelBox::new(
+            clamp(c0.min(c1).floor()),
+            clamp(r0.min(r1).floor()),
+            clamp(c0.max(c1).ceil()),
+            clamp(r0.max(r1).ceil()),
+        ))
+    }
+
     /// Area of one pixel in map units² (`|a·d − b·c|`).
     pub fn pixel_area(&self) -> f64 {
         let t = &self.0;

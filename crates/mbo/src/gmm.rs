@@ -1,6 +1,6 @@
 //! Gaussian mixture models of RGB colours with full 3×3 covariances (Eqs. 10–11).
 
-use pslg_cfpg::kmeans_pp;
+use pslg_core::kmeans_pp;
 
 /// Added to the covariance diagonal of every component so that a component fitted on a flat colour (or on too
 /// few pixels) stays invertible. Same value as OpenCV's grabCut; in squared 8-bit intensity units.

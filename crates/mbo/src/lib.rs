@@ -12,7 +12,7 @@
 //! # Examples
 //! ```
 //! use image::{Rgb, RgbImage};
-//! use pslg_cfpg::Roi;
+//! use pslg_core::Roi;
 //! use pslg_mbo::{MboParams, Trimap};
 //! // A red square on green, boxed loosely.
 //! let img = RgbImage::from_fn(32, 32, |x, y| {
@@ -28,10 +28,12 @@
 mod gmm;
 mod maxflow;
 mod refine;
+mod trimap;
 
 pub use gmm::{COVARIANCE_REGULARIZATION, ColourPlanes, Component, Gmm};
 pub use maxflow::{Capacity, MaxFlowGraph, Segment};
-pub use refine::{MaskRefiner, MboParams, Refinement, Skipped, Trimap, TrimapLabel, contrast_beta};
+pub use refine::{MaskRefiner, MboParams, Refinement, Skipped, contrast_beta};
+pub use trimap::{Trimap, TrimapLabel};
 
 /// Errors of the boundary optimisation.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! fixture always runs; the full-size one (ResNet-50, RoBERTa-sized text encoder, 800×800) runs with
 //! `--ignored` after `python3 scripts/lqvg_reference.py LQVG_CHECKOUT full target/lqvg-fixtures/full`.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
 use burn_ndarray::NdArray;

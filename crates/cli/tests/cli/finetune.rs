@@ -1,7 +1,7 @@
 //! SAM decoder fine-tuning: it learns (a tiny random-weight SAM on generated shapes: the fine-tuned
 //! decoder's validation IoU beats the frozen one's), saves, resumes, and its decoder loads with `--decoder`.
 
-mod common;
+use crate::common;
 
 use burn::backend::Autodiff;
 use burn_ndarray::NdArray;
@@ -17,7 +17,8 @@ use std::process::Command;
 type B = Autodiff<NdArray<f32>>;
 
 fn tiny_sam() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/sam/tests/fixtures/tiny/sam.pth")
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("crates/sam/tests/fixtures/tiny/sam.pth")
 }
 
 #[test]

@@ -166,7 +166,8 @@ fn batch_then_eval_round_trip() {
 #[test]
 fn segments_the_shipped_spacenet_geotiff() {
     let d = tmp("geotiff");
-    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/sample_geotiff.tif");
+    let img = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("examples/data/sample_geotiff.tif");
     let out = pslg()
         .args(["segment", "--image"])
         .arg(&img)
@@ -191,7 +192,7 @@ fn a_closed_stdout_is_not_a_panic() {
     let mut child = pslg()
         .args(["segment", "--image"])
         .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
             "/examples/data/sample_geotiff.tif"
         ))
         .args(["--box", "477,358,528,397", "--out"])
@@ -215,7 +216,8 @@ fn a_closed_stdout_is_not_a_panic() {
 #[test]
 fn sam_subcommand_writes_the_official_outputs() {
     use pslg::sam::npy;
-    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/sam/tests/fixtures/tiny");
+    let fx = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("crates/sam/tests/fixtures/tiny");
     let out = tmp("sam");
     let run = |extra: &[&str], dir: &Path| {
         let o = pslg()
@@ -292,7 +294,8 @@ fn sam_subcommand_writes_the_official_outputs() {
 /// batch encodes each image once.
 #[test]
 fn segment_and_batch_with_sam() {
-    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/sam/tests/fixtures/tiny/sam.pth");
+    let fx = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("crates/sam/tests/fixtures/tiny/sam.pth");
     let d = tmp("with-sam");
     disc_image(&d.join("img.png"));
     for extra in [
@@ -358,8 +361,8 @@ fn segment_and_batch_with_sam() {
 
 #[test]
 fn ground_prints_the_official_box_as_json() {
-    let fx =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/grounding/tests/fixtures/lqvg-tiny");
+    let fx = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("crates/grounding/tests/fixtures/lqvg-tiny");
     let case: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fx.join("case_0.json")).unwrap()).unwrap();
     let ids: Vec<String> = case["ids"][0]
@@ -564,9 +567,10 @@ fn segment_with_text_grounds_then_segments() {
         .unwrap()
         .save(d.join("tokenizer.json"))
         .unwrap();
-    let fx =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/grounding/tests/fixtures/lqvg-tiny");
-    let sam = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/sam/tests/fixtures/tiny/sam.pth");
+    let fx = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("crates/grounding/tests/fixtures/lqvg-tiny");
+    let sam = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("crates/sam/tests/fixtures/tiny/sam.pth");
     let out = pslg()
         .args(["segment", "--image"])
         .arg(d.join("img.png"))
@@ -626,8 +630,8 @@ fn batch_grounds_text_cases() {
          {\"id\": \"c\", \"image\": \"img.png\", \"box\": [18, 13, 42, 37]}\n",
     )
     .unwrap();
-    let fx =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/grounding/tests/fixtures/lqvg-tiny");
+    let fx = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("crates/grounding/tests/fixtures/lqvg-tiny");
     // Sentences without a grounding model: a message naming the case and the flags.
     let out = pslg()
         .args(["batch", "--cases"])

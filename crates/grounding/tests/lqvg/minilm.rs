@@ -2,7 +2,7 @@
 //! tokenised with its tokenizer.json must give the last hidden states of HuggingFace `transformers`
 //! (`scripts/minilm_reference.py` wrote the committed reference) within 1e-4 relative.
 
-mod common;
+use crate::common;
 
 use burn_ndarray::NdArray;
 use pslg_grounding::{

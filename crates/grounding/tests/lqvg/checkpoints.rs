@@ -1,7 +1,7 @@
 //! Checkpoint errors: every way a user's file can be wrong gives a typed error naming what is wrong.
 //! The variants are derived from the committed tiny official checkpoint (re-written as safetensors).
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
 use burn_ndarray::NdArray;

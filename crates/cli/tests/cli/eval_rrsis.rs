@@ -1,7 +1,7 @@
 //! `pslg eval-rrsis` end to end on a generated RefCOCO-layout dataset (random-weight grounding and SAM
 //! fixtures), and on a RefCOCO-layout copy of the real box → mask dev set against `pslg batch` + `pslg eval`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,7 +11,7 @@ fn pslg() -> Command {
 }
 
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 fn ok(out: Output) -> String {
@@ -224,6 +224,11 @@ fn bad_datasets_are_error_messages() {
 fn gt_box_matches_batch_and_eval_on_real_images() {
     let dev = root().join("../shared/data/boxmask-dev");
     if !dev.join("cases.jsonl").is_file() {
+        assert!(
+            std::env::var("PSLG_REQUIRE_DEVSET").as_deref() != Ok("1"),
+            "PSLG_REQUIRE_DEVSET=1 but {} is absent",
+            dev.display()
+        );
         eprintln!("skipping: {} is absent", dev.display());
         return;
     }

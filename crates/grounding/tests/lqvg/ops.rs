@@ -2,7 +2,7 @@
 //! deformable-attention core against `ms_deform_attn_core_pytorch`, the letterbox against the official
 //! `letterbox` (cv2 `INTER_AREA`) on every resize path.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
 use burn_ndarray::NdArray;

@@ -1,7 +1,7 @@
 //! RRSIS readers on datasets the tests write, and COCO mask decoding against pycocotools
 //! (`scripts/coco_masks_reference.py` wrote `tests/fixtures/coco_masks.json`).
 
-mod common;
+use crate::common;
 
 use common::{Ref, sent};
 use pslg::PslgError;

@@ -1,5 +1,6 @@
 //! Quality bar on the real box → mask development set (`../shared/data/boxmask-dev`, not shipped with the
-//! repository). Skips with a message when the data is absent.
+//! repository). Skips with a message when the data is absent, and fails instead when `PSLG_REQUIRE_DEVSET=1`
+//! (CI sets it).
 //!
 //! The bar is the one of the project's README of that data: the weight-free path must beat both the box itself
 //! (mIoU 56.39, oIoU 57.64, Pr@0.5 57.18, Pr@0.9 3.72) and OpenCV's grabCut (mIoU 41.73, oIoU 62.04,
@@ -23,6 +24,10 @@ fn dev_set() -> Option<PathBuf> {
 #[test]
 fn weight_free_path_beats_box_and_opencv_on_the_dev_set() {
     let Some(root) = dev_set() else {
+        assert!(
+            std::env::var("PSLG_REQUIRE_DEVSET").as_deref() != Ok("1"),
+            "PSLG_REQUIRE_DEVSET=1 but ../shared/data/boxmask-dev/cases.jsonl is absent (set PSLG_BOXMASK_DEV)"
+        );
         eprintln!(
             "SKIPPED: ../shared/data/boxmask-dev not found (set PSLG_BOXMASK_DEV to its folder)"
         );

@@ -96,7 +96,7 @@ pub fn nearest(centroids: &[[f32; 3]], p: &[f32; 3]) -> (usize, f32) {
 ///
 /// # Examples
 /// ```
-/// use pslg_cfpg::kmeans_pp;
+/// use pslg_core::kmeans_pp;
 /// let pts = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [100.0, 100.0, 100.0], [101.0, 100.0, 100.0]];
 /// let km = kmeans_pp(&pts, 2, 7, 50, 10_000);
 /// assert_eq!(km.labels[0], km.labels[1]);

@@ -11,7 +11,7 @@ use geo::{Coord, MapCoords, MultiPolygon};
 use pslg::geo::{GeoReference, rasterize};
 
 const SAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
     "/examples/data/sample_geotiff.tif"
 );
 const BOX: &str = "477,358,528,397";
