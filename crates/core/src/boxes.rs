@@ -91,7 +91,11 @@ impl PixelBox {
     /// # Examples
     /// ```
     /// use pslg_core::PixelBox;
-    /// assert_eq!(PixelBox::from_cxcywh_normalised([0.5, 0.5, 0.2, 0.1], 100, 200), PixelBox::new(40, 90, 60, 110));
+    /// // Corners at x 37.5..62.5, y 87.5..112.5: the whole pixels covering them.
+    /// assert_eq!(
+    ///     PixelBox::from_cxcywh_normalised([0.5, 0.5, 0.25, 0.125], 100, 200),
+    ///     PixelBox::new(37, 87, 63, 113)
+    /// );
     /// ```
     pub fn from_cxcywh_normalised(b: [f32; 4], width: u32, height: u32) -> Self {
         let (w, h) = (width as f32, height as f32);
