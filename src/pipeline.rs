@@ -169,8 +169,17 @@ impl<B: Backend> Pipeline<B> {
     /// # Errors
     /// As [`Pipeline::ground`] and [`Pipeline::segment_box`].
     pub fn segment_text(&self, image: &RgbImage, text: &str) -> Result<PipelineOutput, PslgError> {
-        if self.sam.is_some() && self.image != Some(image.dimensions()) {
-            return Err(PslgError::Sam(pslg_sam::SamError::NoImage));
+        if self.sam.is_some() {
+            match self.image {
+                None => return Err(PslgError::Sam(pslg_sam::SamError::NoImage)),
+                Some(encoded) if encoded != image.dimensions() => {
+                    return Err(PslgError::Sam(pslg_sam::SamError::ImageMismatch {
+                        encoded,
+                        given: image.dimensions(),
+                    }));
+                }
+                Some(_) => {}
+            }
         }
         let t = Instant::now();
         let (grounding, bbox) = self.ground(image, text)?;

@@ -26,12 +26,47 @@ pub enum Segmentation {
     },
 }
 
+/// Why a COCO run-length encoding cannot be decoded or painted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RleError {
+    /// The compressed string stops in the middle of a count.
+    #[error("the RLE string ends inside a count: the annotation is truncated")]
+    Truncated,
+    /// A character outside pycocotools' alphabet (ASCII 48–111).
+    #[error("character {0:?} is not in the RLE alphabet (ASCII '0' to 'o')")]
+    Character(char),
+    /// A count longer than 12 characters (60 bits).
+    #[error("an RLE count is too long (over 12 characters)")]
+    CountTooLong,
+    /// A count that decodes below zero.
+    #[error("negative RLE count {0}")]
+    NegativeCount(i64),
+    /// The RLE is for another image size.
+    #[error("RLE of size {}x{} for an image of {}x{}", .rle.0, .rle.1, .image.0, .image.1)]
+    Size {
+        /// (width, height) the RLE declares.
+        rle: (u32, u32),
+        /// (width, height) of the image.
+        image: (u32, u32),
+    },
+    /// The runs do not cover the image exactly.
+    #[error("RLE runs cover {covered} pixels, the image has {pixels}")]
+    Coverage {
+        /// Pixels the runs add up to.
+        covered: u64,
+        /// Pixels of the image.
+        pixels: u64,
+    },
+}
+
 /// Decodes a compressed COCO RLE string (pycocotools' `rleFrString`: 6 bits per character from ASCII 48,
 /// counts after the second stored as differences to the count two before).
 ///
 /// # Errors
-/// A message for characters outside the alphabet or a string ending inside a number.
-pub fn rle_from_string(s: &str) -> Result<Vec<u32>, String> {
+/// [`RleError`] for characters outside the alphabet, a string ending inside a number, or a count that is
+/// too long or negative.
+pub fn rle_from_string(s: &str) -> Result<Vec<u32>, RleError> {
     let bytes = s.as_bytes();
     let mut counts: Vec<u32> = Vec::new();
     let mut p = 0;
@@ -39,17 +74,14 @@ pub fn rle_from_string(s: &str) -> Result<Vec<u32>, String> {
         let (mut x, mut k, mut more) = (0i64, 0u32, true);
         while more {
             let Some(&byte) = bytes.get(p) else {
-                return Err("the RLE string ends inside a count".into());
+                return Err(RleError::Truncated);
             };
             if !(48..=111).contains(&byte) {
-                return Err(format!(
-                    "character {:?} is not in the RLE alphabet",
-                    byte as char
-                ));
+                return Err(RleError::Character(byte as char));
             }
             let c = i64::from(byte - 48);
             if k >= 12 {
-                return Err("an RLE count is too long".into());
+                return Err(RleError::CountTooLong);
             }
             x |= (c & 0x1f) << (5 * k);
             more = c & 0x20 != 0;
@@ -62,7 +94,7 @@ pub fn rle_from_string(s: &str) -> Result<Vec<u32>, String> {
         if counts.len() > 2 {
             x += i64::from(counts[counts.len() - 2]);
         }
-        counts.push(u32::try_from(x).map_err(|_| format!("negative RLE count {x}"))?);
+        counts.push(u32::try_from(x).map_err(|_| RleError::NegativeCount(x))?);
     }
     Ok(counts)
 }
@@ -178,8 +210,9 @@ impl Segmentation {
     /// The mask (0/255) at `width × height` (polygons united, as pycocotools' `merge`).
     ///
     /// # Errors
-    /// A message when an RLE's size differs from the image's or its runs exceed it.
-    pub fn to_mask(&self, width: u32, height: u32) -> Result<GrayImage, String> {
+    /// [`RleError::Size`] when an RLE's size differs from the image's, [`RleError::Coverage`] when its runs
+    /// do not cover the image exactly.
+    pub fn to_mask(&self, width: u32, height: u32) -> Result<GrayImage, RleError> {
         let mut mask = GrayImage::new(width, height);
         match self {
             Segmentation::Polygons(polys) => {
@@ -193,16 +226,17 @@ impl Segmentation {
                 width: w,
             } => {
                 if (*w, *h) != (width, height) {
-                    return Err(format!(
-                        "RLE of size {w}x{h} for an image of {width}x{height}"
-                    ));
+                    return Err(RleError::Size {
+                        rle: (*w, *h),
+                        image: (width, height),
+                    });
                 }
                 let sum: u64 = counts.iter().map(|&c| u64::from(c)).sum();
                 if sum != u64::from(width) * u64::from(height) {
-                    return Err(format!(
-                        "RLE runs cover {sum} pixels, the image has {}",
-                        u64::from(width) * u64::from(height)
-                    ));
+                    return Err(RleError::Coverage {
+                        covered: sum,
+                        pixels: u64::from(width) * u64::from(height),
+                    });
                 }
                 paint_rle(counts, &mut mask);
             }
@@ -231,7 +265,7 @@ impl Segmentation {
         let height = size[0].as_u64().ok_or("RLE height is not a number")? as u32;
         let width = size[1].as_u64().ok_or("RLE width is not a number")? as u32;
         let counts = match &v["counts"] {
-            serde_json::Value::String(s) => rle_from_string(s)?,
+            serde_json::Value::String(s) => rle_from_string(s).map_err(|e| e.to_string())?,
             serde_json::Value::Array(a) => a
                 .iter()
                 .map(|c| {
@@ -294,10 +328,10 @@ impl RefSample {
                 height,
             } => segmentation
                 .to_mask(*width, *height)
-                .map_err(|reason| PslgError::Dataset {
+                .map_err(|e| PslgError::Dataset {
                     path: self.image.clone(),
                     record: self.id.clone(),
-                    reason,
+                    reason: e.to_string(),
                 }),
             MaskSource::File(p) => {
                 let m = image::open(p).map_err(|e| PslgError::Dataset {
@@ -341,6 +375,72 @@ fn dataset_err(path: &Path, record: impl Into<String>, reason: impl Into<String>
         path: path.to_path_buf(),
         record: record.into(),
         reason: reason.into(),
+    }
+}
+
+/// The on-disk layout of a referring segmentation dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// RRSIS-D, RRSIS-M: `refs(unc).p`, `instances.json`, `JPEGImages/` ([`read_refcoco`]).
+    #[default]
+    RefCoco,
+    /// RefSegRS: `images/`, `masks/`, `output_phrase_{split}.txt` ([`read_refsegrs`]).
+    RefSegRs,
+    /// `ROOT/{split}.jsonl` of image–mask pairs with a sentence each ([`read_pairs`]).
+    Pairs,
+}
+
+impl Layout {
+    /// Every layout, in the order of [`Layout::name`]s a user may give.
+    pub const ALL: [Layout; 3] = [Layout::RefCoco, Layout::RefSegRs, Layout::Pairs];
+
+    /// The layout's name: `refcoco`, `refsegrs` or `pairs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::RefCoco => "refcoco",
+            Layout::RefSegRs => "refsegrs",
+            Layout::Pairs => "pairs",
+        }
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A layout name that is none of [`Layout::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown dataset layout {0:?}: give refcoco, refsegrs or pairs")]
+pub struct UnknownLayout(pub String);
+
+impl std::str::FromStr for Layout {
+    type Err = UnknownLayout;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Layout::ALL
+            .into_iter()
+            .find(|l| l.name() == text)
+            .ok_or_else(|| UnknownLayout(text.into()))
+    }
+}
+
+/// The samples of `split` of the dataset at `root` in `layout` (`refs_file` is the references pickle of
+/// the RefCOCO layout, relative to `root`; the other layouts ignore it).
+///
+/// # Errors
+/// As [`read_refcoco`], [`read_refsegrs`] or [`read_pairs`].
+pub fn read_split(
+    layout: Layout,
+    root: &Path,
+    refs_file: &str,
+    split: &str,
+) -> Result<Vec<RefSample>, PslgError> {
+    match layout {
+        Layout::RefCoco => read_refcoco(root, refs_file, split),
+        Layout::RefSegRs => read_refsegrs(root, split),
+        Layout::Pairs => read_pairs(root, split),
     }
 }
 

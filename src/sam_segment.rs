@@ -5,7 +5,6 @@ use crate::{BoxMask, BoxSegmenter, PslgError, StageTimings};
 use burn::tensor::backend::Backend;
 use image::RgbImage;
 use pslg_cfpg::{PixelBox, clamp_box};
-use pslg_mbo::Trimap;
 use pslg_sam::{Sam, SamPredictor};
 use std::time::Instant;
 
@@ -101,8 +100,15 @@ impl<B: Backend> SamSegmenter<B> {
         stages: &BoxSegmenter,
     ) -> Result<BoxMask, PslgError> {
         let (w, h) = image.dimensions();
-        if self.image_size != Some((w, h)) {
-            return Err(PslgError::Sam(pslg_sam::SamError::NoImage));
+        match self.image_size {
+            None => return Err(PslgError::Sam(pslg_sam::SamError::NoImage)),
+            Some(encoded) if encoded != (w, h) => {
+                return Err(PslgError::Sam(pslg_sam::SamError::ImageMismatch {
+                    encoded,
+                    given: (w, h),
+                }));
+            }
+            Some(_) => {}
         }
         let roi = clamp_box(bbox, w, h)?;
         let mut timings = StageTimings::default();
@@ -141,30 +147,9 @@ impl<B: Backend> SamSegmenter<B> {
             return Ok(out);
         }
         let t = Instant::now();
-        let ctx = stages.context_crop(roi, w, h);
-        let (cx0, cy0) = (ctx.x, ctx.y);
-        let crop = image::imageops::crop_imm(image, cx0, cy0, ctx.width, ctx.height).to_image();
-        let crop_mask =
-            image::imageops::crop_imm(&sam_mask, cx0, cy0, ctx.width, ctx.height).to_image();
-        let mut trimap = Trimap::from_mask(
-            &crop_mask,
-            self.params.erode_radius,
-            self.params.band_radius,
-            false,
-        );
-        // Outside the box is background, as in the box path.
-        trimap.set_background_outside(pslg_cfpg::Roi {
-            x: roi.x - cx0,
-            y: roi.y - cy0,
-            ..roi
-        });
-        if let Some(p) = point.as_ref().filter(|p| !p.is_fallback()) {
-            let r = (stages.params().seed_radius_fraction * f64::from(roi.width.min(roi.height)))
-                .max(1.0);
-            trimap.set_foreground_disk(p.x - f64::from(cx0), p.y - f64::from(cy0), r);
-        }
-        let refinement = refiner.refine(&crop, &trimap)?;
-        let (mut mask, kept) = paste_in_box(&refinement.mask, (cx0, cy0), roi, (w, h));
+        let init = (&sam_mask, self.params.erode_radius, self.params.band_radius);
+        let (mut mask, kept, refinement) =
+            stages.refine_in_context(refiner, image, roi, point.as_ref(), Some(init))?;
         // MBO collapsing far below SAM's mask (inside the box) is GrabCut's failure mode: keep SAM's mask.
         let collapsed = (kept as f64) < stages.params().min_keep_fraction * sam_area as f64;
         if collapsed {

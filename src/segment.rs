@@ -191,6 +191,42 @@ impl BoxSegmenter {
         };
 
         let t = Instant::now();
+        let (mut mask, kept, refinement) =
+            self.refine_in_context(refiner, image, roi, point.as_ref(), None)?;
+        let collapsed = (kept as f64) < self.params.min_keep_fraction * roi.area() as f64;
+        if collapsed {
+            mask = box_mask();
+        }
+        timings.mbo = t.elapsed();
+        Ok(BoxMask {
+            sam: None,
+            mask,
+            roi,
+            point,
+            refinement: Some(refinement),
+            collapsed,
+            timings,
+        })
+    }
+}
+
+impl BoxSegmenter {
+    /// Stage 2's MBO run shared by the box path and the SAM path: MBO on the box's context crop
+    /// ([`BoxSegmenter::context_margin`]), downscaled (bilinear) when the box has more than
+    /// `max_mbo_box_pixels` pixels, initialised from the box (`init` = `None`: outside the box background,
+    /// inside probably foreground) or from a mask of the image (`Some((mask, erode, band))`:
+    /// [`Trimap::from_mask`], outside the box background), with the hard-foreground disk at the CFPG
+    /// point; the result is upscaled to the crop and pasted inside the box. Returns the image-sized mask, its
+    /// foreground pixel count and MBO's refinement (on the possibly downscaled crop).
+    pub(crate) fn refine_in_context(
+        &self,
+        refiner: &MaskRefiner,
+        image: &RgbImage,
+        roi: Roi,
+        point: Option<&ForegroundPoint>,
+        init: Option<(&GrayImage, u8, u8)>,
+    ) -> Result<(GrayImage, usize, Refinement), PslgError> {
+        let (w, h) = image.dimensions();
         let ctx = self.context_crop(roi, w, h);
         let (cx0, cy0, crop_w, crop_h) = (ctx.x, ctx.y, ctx.width, ctx.height);
         let mut crop = image::imageops::crop_imm(image, cx0, cy0, crop_w, crop_h).to_image();
@@ -209,6 +245,7 @@ impl BoxSegmenter {
                 image::imageops::FilterType::Triangle,
             );
         }
+        // The box inside the (scaled) crop.
         let inner = Roi {
             x: sc(roi.x - cx0).min(crop.width() - 1),
             y: sc(roi.y - cy0).min(crop.height() - 1),
@@ -220,8 +257,28 @@ impl BoxSegmenter {
             y: if roi.y == cy0 { 0 } else { inner.y },
             ..inner
         };
-        let mut trimap = Trimap::from_rect(crop.width(), crop.height(), inner);
-        if let Some(p) = point.as_ref().filter(|p| !p.is_fallback()) {
+        let mut trimap = match init {
+            None => Trimap::from_rect(crop.width(), crop.height(), inner),
+            Some((mask, erode, band)) => {
+                let mut m = image::imageops::crop_imm(mask, cx0, cy0, crop_w, crop_h).to_image();
+                let (mut erode, mut band) = (erode, band);
+                if scale < 1.0 {
+                    m = image::imageops::resize(
+                        &m,
+                        crop.width(),
+                        crop.height(),
+                        image::imageops::FilterType::Nearest,
+                    );
+                    erode = (f64::from(erode) * scale).round() as u8;
+                    band = ((f64::from(band) * scale).round() as u8).max(1);
+                }
+                let mut t = Trimap::from_mask(&m, erode, band, false);
+                // Outside the box is background, as in the box path.
+                t.set_background_outside(inner);
+                t
+            }
+        };
+        if let Some(p) = point.filter(|p| !p.is_fallback()) {
             let r =
                 (self.params.seed_radius_fraction * f64::from(roi.width.min(roi.height)) * scale)
                     .max(1.0);
@@ -232,7 +289,7 @@ impl BoxSegmenter {
             );
         }
         let refinement = refiner.refine(&crop, &trimap)?;
-        let crop_mask = if scale < 1.0 {
+        let (mask, kept) = if scale < 1.0 {
             let mut up = image::imageops::resize(
                 &refinement.mask,
                 crop_w,
@@ -242,26 +299,11 @@ impl BoxSegmenter {
             for p in up.pixels_mut() {
                 p[0] = if p[0] >= 128 { 255 } else { 0 };
             }
-            up
+            paste_in_box(&up, (cx0, cy0), roi, (w, h))
         } else {
-            refinement.mask.clone()
+            paste_in_box(&refinement.mask, (cx0, cy0), roi, (w, h))
         };
-        // Outside the box is certainly background (rect initialisation), also after upscaling.
-        let (mut mask, kept) = paste_in_box(&crop_mask, (cx0, cy0), roi, (w, h));
-        let collapsed = (kept as f64) < self.params.min_keep_fraction * roi.area() as f64;
-        if collapsed {
-            mask = box_mask();
-        }
-        timings.mbo = t.elapsed();
-        Ok(BoxMask {
-            sam: None,
-            mask,
-            roi,
-            point,
-            refinement: Some(refinement),
-            collapsed,
-            timings,
-        })
+        Ok((mask, kept, refinement))
     }
 }
 

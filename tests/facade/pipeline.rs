@@ -21,6 +21,16 @@ fn grounder() -> Grounder<B> {
     Grounder::new(model, Some(toy_tokenizer().unwrap()), Default::default()).with_input_size(128)
 }
 
+/// The committed random-weight SAM (2 decoder heads).
+fn tiny_sam() -> Sam<B> {
+    Sam::<B>::load(
+        root().join("crates/sam/tests/fixtures/tiny/sam.pth"),
+        Some(2),
+        &Default::default(),
+    )
+    .unwrap()
+}
+
 fn scene() -> image::RgbImage {
     image::RgbImage::from_fn(96, 72, |x, y| {
         let d = (x as f64 - 40.0).powi(2) + (y as f64 - 30.0).powi(2);
@@ -36,12 +46,7 @@ fn scene() -> image::RgbImage {
 #[test]
 fn sentence_to_mask_with_every_intermediate() {
     let device = Default::default();
-    let sam = Sam::<B>::load(
-        root().join("crates/sam/tests/fixtures/tiny/sam.pth"),
-        Some(2),
-        &device,
-    )
-    .unwrap();
+    let sam = tiny_sam();
     let image = scene();
     let reference = grounder().predict(&image, "the red square").unwrap();
     let mut p = Pipeline::<B>::builder(device)
@@ -51,9 +56,26 @@ fn sentence_to_mask_with_every_intermediate() {
         .unwrap();
     assert!(matches!(
         p.segment_text(&image, "the red square"),
-        Err(PslgError::Sam(_))
+        Err(PslgError::Sam(pslg::sam::SamError::NoImage))
     ));
     p.set_image(&image).unwrap();
+    // Another image than the encoded one is refused as what it is, not as "no image".
+    let other = image::RgbImage::new(50, 40);
+    let err = p.segment_text(&other, "the red square").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PslgError::Sam(pslg::sam::SamError::ImageMismatch {
+                encoded: (96, 72),
+                given: (50, 40)
+            })
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        p.segment_box(&other, pixel_box([1.0, 1.0, 20.0, 20.0], 50, 40)),
+        Err(PslgError::Sam(pslg::sam::SamError::ImageMismatch { .. }))
+    ));
     // One encoding serves several expressions.
     for text in ["the red square", "the blue circle"] {
         let out = p.segment_text(&image, text).unwrap();
@@ -112,4 +134,34 @@ fn box_path_without_models_and_errors_without_grounding() {
         pixel_box([f32::NAN, 0.0, 1.0, 1.0], 96, 72),
         pslg::cfpg::PixelBox::new(0, 0, 0, 0)
     );
+}
+
+/// `max_mbo_box_pixels` applies to the SAM path as to the box path: MBO runs on the same downscaled crop.
+#[test]
+fn sam_path_refines_large_boxes_downscaled_like_the_box_path() {
+    use pslg::cfpg::PixelBox;
+    use pslg::{BoxSegmenter, BoxSegmenterParams, SamSegmenter};
+    let device = Default::default();
+    let sam = tiny_sam();
+    let stages = BoxSegmenter::new(BoxSegmenterParams {
+        max_mbo_box_pixels: 200,
+        ..Default::default()
+    })
+    .unwrap();
+    let image = scene();
+    let b = PixelBox::new(20, 10, 60, 50);
+    let box_path = stages.segment(&image, b).unwrap();
+    let mut s = SamSegmenter::new(sam, device, stages, SamSegmenterParams::default());
+    s.set_image(&image).unwrap();
+    let out = s.segment(&image, b).unwrap();
+    let (want, got) = (
+        box_path.refinement.unwrap().mask.dimensions(),
+        out.refinement.unwrap().mask.dimensions(),
+    );
+    assert!(want.0 < 40, "the box path downscales: {want:?}");
+    assert_eq!(
+        got, want,
+        "the SAM path refines on the same downscaled crop"
+    );
+    assert_eq!(out.mask.dimensions(), image.dimensions());
 }

@@ -5,7 +5,9 @@ use crate::common;
 
 use common::{Ref, sent};
 use pslg::PslgError;
-use pslg::rrsis::{MaskSource, Segmentation, read_refcoco, read_refsegrs, rle_from_string};
+use pslg::rrsis::{
+    MaskSource, RleError, Segmentation, read_refcoco, read_refsegrs, rle_from_string,
+};
 use std::path::{Path, PathBuf};
 
 fn tmp(name: &str) -> PathBuf {
@@ -69,9 +71,19 @@ fn coco_masks_match_pycocotools() {
             width: w,
         };
         check(&rle.to_mask(w, h).unwrap(), "compressed RLE");
-        assert!(rle.to_mask(w + 1, h).is_err());
+        assert_eq!(
+            rle.to_mask(w + 1, h),
+            Err(RleError::Size {
+                rle: (w, h),
+                image: (w + 1, h)
+            })
+        );
     }
-    assert!(rle_from_string("\u{7f}").is_err());
+    assert_eq!(
+        rle_from_string("\u{7f}"),
+        Err(RleError::Character('\u{7f}'))
+    );
+    assert_eq!(rle_from_string("0P"), Err(RleError::Truncated));
 }
 
 fn write_refcoco(root: &Path, refs: &[Ref]) {
@@ -206,4 +218,13 @@ fn image_mask_pairs_with_sentences() {
         read_pairs(&root, "train"),
         Err(PslgError::ReadCases { .. })
     ));
+}
+
+#[test]
+fn layouts_parse_by_name_and_refuse_others() {
+    use pslg::rrsis::{Layout, UnknownLayout};
+    for l in Layout::ALL {
+        assert_eq!(l.name().parse::<Layout>(), Ok(l));
+    }
+    assert_eq!("coco".parse::<Layout>(), Err(UnknownLayout("coco".into())));
 }

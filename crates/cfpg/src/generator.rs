@@ -276,6 +276,7 @@ impl ForegroundPointGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::BoxError;
     use image::Rgb;
 
     fn generator() -> ForegroundPointGenerator {
@@ -334,11 +335,11 @@ mod tests {
         assert!(g.generate(&col, PixelBox::new(0, 2, 1, 5)).is_ok());
         assert!(matches!(
             g.generate(&col, PixelBox::new(3, 0, 2, 5)),
-            Err(CfpgError::DegenerateBox { .. })
+            Err(CfpgError::Box(BoxError::DegenerateBox { .. }))
         ));
         assert!(matches!(
             g.generate(&RgbImage::new(0, 0), PixelBox::new(0, 0, 1, 1)),
-            Err(CfpgError::EmptyImage { .. })
+            Err(CfpgError::Box(BoxError::EmptyImage { .. }))
         ));
     }
 

@@ -45,34 +45,9 @@ pub use watershed::{LabelMap, WATERSHED_LINE, distance_markers, watershed};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CfpgError {
-    /// The image has no pixels.
-    #[error("the image is {width}×{height}: it has no pixels; check that it decoded correctly")]
-    EmptyImage {
-        /// Image width.
-        width: u32,
-        /// Image height.
-        height: u32,
-    },
-    /// The box has zero or negative width or height.
-    #[error(
-        "box {bbox:?} is empty or inverted: give x1 < x2 and y1 < y2 (pixels, x2/y2 exclusive)"
-    )]
-    DegenerateBox {
-        /// The box as given.
-        bbox: PixelBox,
-    },
-    /// No part of the box lies inside the image.
-    #[error(
-        "box {bbox:?} lies outside the {width}×{height} image: give coordinates in this image's pixels"
-    )]
-    BoxOutsideImage {
-        /// The box as given.
-        bbox: PixelBox,
-        /// Image width.
-        width: u32,
-        /// Image height.
-        height: u32,
-    },
+    /// The box gives no region of interest in the image (empty image, inverted box, box outside).
+    #[error(transparent)]
+    Box(#[from] BoxError),
     /// A parameter is out of its valid range.
     #[error("parameter `{name}` = {value} is invalid: valid values are {valid}")]
     InvalidParam {
@@ -83,28 +58,4 @@ pub enum CfpgError {
         /// Valid range.
         valid: &'static str,
     },
-}
-
-impl From<BoxError> for CfpgError {
-    fn from(e: BoxError) -> Self {
-        match e {
-            BoxError::EmptyImage { width, height } => Self::EmptyImage { width, height },
-            BoxError::DegenerateBox { bbox } => Self::DegenerateBox { bbox },
-            BoxError::BoxOutsideImage {
-                bbox,
-                width,
-                height,
-            } => Self::BoxOutsideImage {
-                bbox,
-                width,
-                height,
-            },
-            // `BoxError` is non-exhaustive; a later variant keeps its message.
-            other => Self::InvalidParam {
-                name: "box",
-                value: other.to_string(),
-                valid: "a box with x1 < x2, y1 < y2 inside the image",
-            },
-        }
-    }
 }

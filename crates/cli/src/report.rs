@@ -1,4 +1,4 @@
-//! Small helpers of the commands: number parsing, times, medians, peak memory, dataset layouts.
+//! Small helpers of the commands: number parsing, times, medians, peak memory, decoder folders.
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -58,18 +58,4 @@ pub(crate) fn peak_rss_mb() -> Option<f64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-/// The samples of `split` of a dataset in `layout` (`refcoco`, `refsegrs` or `pairs`).
-pub(crate) fn read_split(
-    layout: &str,
-    root: &Path,
-    refs: &str,
-    split: &str,
-) -> Result<Vec<pslg::rrsis::RefSample>> {
-    Ok(match layout {
-        "refsegrs" => pslg::rrsis::read_refsegrs(root, split)?,
-        "pairs" => pslg::rrsis::read_pairs(root, split)?,
-        _ => pslg::rrsis::read_refcoco(root, refs, split)?,
-    })
 }

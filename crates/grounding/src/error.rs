@@ -86,6 +86,16 @@ pub enum GroundingError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// A checkpoint or record could not be written.
+    #[error(
+        "cannot write {path}: {reason} (check that the folder is writable and the disk not full)"
+    )]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the writer said.
+        reason: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

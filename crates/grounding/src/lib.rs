@@ -11,6 +11,9 @@
 //!   BERT/MiniLM as the paper names) from HuggingFace weights and `tokenizer.json`, sizes and epsilons read
 //!   from the model's `config.json` ([`TextConfig`]).
 //! * [`DiorRsvg`], [`read_rsvg_hr`]: the grounding datasets, typed errors naming file and line.
+//! * [`Trainer`] (one optimiser step: matching, losses, AdamW) and [`fit`] (the epochs: a shuffle that a
+//!   resumed run repeats, validation, `last` / `best` checkpoints, progress callbacks) over a
+//!   [`PreparedSplit`] that letterboxes each image once.
 //! * [`ms_deform_attn_core`]: multi-scale deformable attention with the semantics of the official PyTorch
 //!   fallback, differentiable in all its inputs.
 //!
@@ -23,6 +26,7 @@ mod config;
 pub mod cv_resize;
 mod deform;
 mod error;
+mod fit;
 mod grounder;
 mod load;
 mod model;
@@ -38,6 +42,9 @@ pub use backbone::{Bottleneck, Downsample, FrozenBatchNorm2d, ResNet};
 pub use config::{LqvgConfig, ResNetConfig, TextConfig, TextFamily};
 pub use deform::{MsDeformAttn, ReferencePoints, ms_deform_attn_core};
 pub use error::GroundingError;
+pub use fit::{
+    EpochReport, FitConfig, FitEvent, PreparedItem, PreparedSplit, epoch_order, fit, saved_pr_at_05,
+};
 pub use grounder::{
     Grounder, Grounding, INPUT_SIZE, Letterbox, MEAN, PAD_COLOUR, QueryBox, STD, letterbox,
     normalise, normalise_caption,

@@ -38,6 +38,19 @@ pub enum XmlOrder {
     List(PathBuf),
 }
 
+impl std::str::FromStr for XmlOrder {
+    type Err = std::convert::Infallible;
+
+    /// `sorted`, `directory`, or else the path of a list file.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "sorted" => Self::Sorted,
+            "directory" => Self::Directory,
+            file => Self::List(PathBuf::from(file)),
+        })
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GroundingError + '_ {
     move |source| GroundingError::Io {
         path: path.to_path_buf(),

@@ -602,7 +602,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// (loads with [`Lqvg::load`]).
     ///
     /// # Errors
-    /// [`GroundingError::Io`] / [`GroundingError::Config`] when a file cannot be written.
+    /// [`GroundingError::Io`] / [`GroundingError::Write`] when a file cannot be written.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), GroundingError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| GroundingError::Io {
@@ -610,8 +610,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             source,
         })?;
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        let err = |what: &str, e: String| {
-            GroundingError::Config(format!("saving {what} in {}: {e}", dir.display()))
+        let err = |what: &str, e: String| GroundingError::Write {
+            path: dir.to_path_buf(),
+            reason: format!("saving {what}: {e}"),
         };
         self.model
             .clone()
@@ -671,7 +672,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 /// Writes `model` as a safetensors state dict with the official key names (what [`Lqvg::load`] reads).
 ///
 /// # Errors
-/// [`GroundingError::Config`] when the file cannot be written.
+/// [`GroundingError::Write`] when the file cannot be written.
 pub fn export_safetensors<B: Backend>(
     model: &Lqvg<B>,
     path: impl AsRef<Path>,
@@ -685,5 +686,8 @@ pub fn export_safetensors<B: Backend>(
     }
     model
         .save_into(&mut store)
-        .map_err(|e| GroundingError::Config(format!("writing {}: {e}", path.display())))
+        .map_err(|e| GroundingError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }

@@ -17,6 +17,16 @@ pub enum SamError {
         /// What the reader said.
         reason: String,
     },
+    /// A checkpoint (e.g. a fine-tuned decoder) could not be written.
+    #[error(
+        "cannot write SAM checkpoint {path}: {reason} (check that the folder exists and is writable)"
+    )]
+    WriteCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What the writer said.
+        reason: String,
+    },
     /// The checkpoint lacks a tensor the architecture needs.
     #[error(
         "SAM checkpoint {path} has no tensor `{key}` (shape {expected:?} expected); is it a SAM checkpoint?"
@@ -70,6 +80,17 @@ pub enum SamError {
     /// `predict` was called before `set_image` / `set_embedding`.
     #[error("no image set: call set_image (or set_embedding) before predict")]
     NoImage,
+    /// The image given differs in size from the one encoded by the last `set_image`.
+    #[error(
+        "the image is {}x{} but the encoded image is {}x{}: call set_image with this image first",
+        .given.0, .given.1, .encoded.0, .encoded.1
+    )]
+    ImageMismatch {
+        /// (width, height) of the encoded image.
+        encoded: (u32, u32),
+        /// (width, height) of the image given.
+        given: (u32, u32),
+    },
     /// A `.npy` file could not be read or written.
     #[error("{path}: {reason}")]
     Npy {

@@ -22,10 +22,44 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// Whether the fused host kernels serve `B`: its tensors are in host memory, so moving a buffer out and back
-/// costs nothing (`flex`) or one copy (`ndarray`).
+/// Which implementation SAM uses for the steps that have fused host kernels: the encoder's attention with
+/// the relative-position bias, GELU, and the mask post-processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPolicy {
+    /// Fused kernels on the tensor's host buffer (`into_data`, rayon / faer, `from_data`).
+    Host,
+    /// Burn's tensor ops: any backend, and the only choice that keeps an autodiff graph.
+    TensorOps,
+}
+
+impl KernelPolicy {
+    /// The policy for backend `B` on `device`, decided by type, never by the backend's name:
+    /// [`KernelPolicy::Host`] for exactly the backends whose tensors are plain host memory —
+    /// `burn_flex::Flex` (feature `flex`) and `burn_ndarray::NdArray` with `f32` elements (feature
+    /// `ndarray`) — and [`KernelPolicy::TensorOps`] for every other backend, including `Autodiff<…>` of
+    /// those two: the host path goes through `into_data`, which would cut the graph.
+    pub fn for_backend<B: Backend>(device: &B::Device) -> Self {
+        use std::any::TypeId;
+        if B::ad_enabled(device) {
+            return Self::TensorOps;
+        }
+        let host: &[TypeId] = &[
+            #[cfg(feature = "flex")]
+            TypeId::of::<burn_flex::Flex>(),
+            #[cfg(feature = "ndarray")]
+            TypeId::of::<burn_ndarray::NdArray<f32>>(),
+        ];
+        if host.contains(&TypeId::of::<B>()) {
+            Self::Host
+        } else {
+            Self::TensorOps
+        }
+    }
+}
+
+/// Whether the fused host kernels serve `B` ([`KernelPolicy::for_backend`]).
 pub(crate) fn on_host<B: Backend>(device: &B::Device) -> bool {
-    matches!(B::name(device).as_str(), "flex" | "ndarray")
+    KernelPolicy::for_backend::<B>(device) == KernelPolicy::Host
 }
 
 /// Runs `f` on the `f32` values of `x` (row-major) and returns them as a tensor of the same shape.
@@ -316,6 +350,41 @@ mod tests {
     use burn_ndarray::NdArray;
 
     type B = NdArray<f32>;
+
+    #[test]
+    fn host_kernels_serve_exactly_the_host_backends_never_autodiff() {
+        use burn::backend::Autodiff;
+        let d = Default::default();
+        assert_eq!(KernelPolicy::for_backend::<B>(&d), KernelPolicy::Host);
+        assert_eq!(
+            KernelPolicy::for_backend::<burn_flex::Flex>(&Default::default()),
+            KernelPolicy::Host
+        );
+        assert_eq!(
+            KernelPolicy::for_backend::<Autodiff<B>>(&d),
+            KernelPolicy::TensorOps
+        );
+        assert_eq!(
+            KernelPolicy::for_backend::<Autodiff<burn_flex::Flex>>(&Default::default()),
+            KernelPolicy::TensorOps
+        );
+    }
+
+    #[test]
+    fn gelu_keeps_the_autodiff_graph() {
+        use burn::backend::Autodiff;
+        type A = Autodiff<B>;
+        let x = Tensor::<A, 1>::from_floats([-1.0, 0.0, 2.0], &Default::default()).require_grad();
+        let grads = gelu(x.clone()).sum().backward();
+        let g = x
+            .grad(&grads)
+            .expect("GELU on an autodiff backend must keep the graph")
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        // d/dx x·Φ(x) at 0 is Φ(0) = 0.5.
+        assert!((g[1] - 0.5).abs() < 1e-5, "{g:?}");
+    }
 
     fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         a.iter()

@@ -43,6 +43,7 @@ pub mod resize;
 pub use config::SamConfig;
 pub use error::SamError;
 pub use image_encoder::ImageEncoderViT;
+pub use kernels::KernelPolicy;
 pub use mask_decoder::{DecoderImageCache, MaskDecoder};
 pub use model::Sam;
 pub use predictor::{ImageEmbedding, Prediction, Prompt, SamPredictor};

@@ -109,7 +109,7 @@ impl<B: Backend> Sam<B> {
     /// (`mask_decoder.…`): what `pslg finetune-decoder` produces and [`Sam::load_decoder`] reads.
     ///
     /// # Errors
-    /// [`SamError::ReadCheckpoint`] (naming the file) when it cannot be written.
+    /// [`SamError::WriteCheckpoint`] (naming the file) when it cannot be written.
     pub fn save_decoder(&self, path: impl AsRef<Path>) -> Result<(), SamError> {
         let path = path.as_ref();
         let mut store = SafetensorsStore::from_file(path)
@@ -124,9 +124,9 @@ impl<B: Backend> Sam<B> {
         }
         self.mask_decoder
             .save_into(&mut store)
-            .map_err(|e| SamError::ReadCheckpoint {
+            .map_err(|e| SamError::WriteCheckpoint {
                 path: path.to_path_buf(),
-                reason: format!("cannot write it: {e}"),
+                reason: e.to_string(),
             })
     }
 

@@ -254,3 +254,14 @@ fn sam_config_tiny() -> SamConfig {
         .config()
         .clone()
 }
+
+#[test]
+fn a_decoder_that_cannot_be_written_is_a_write_error() {
+    let sam = Sam::<B>::load(tiny().join("sam.pth"), Some(2), &Default::default()).unwrap();
+    // A path below a file cannot be created.
+    let err = sam
+        .save_decoder(tiny().join("sam.pth").join("decoder.safetensors"))
+        .unwrap_err();
+    assert!(matches!(err, SamError::WriteCheckpoint { .. }), "{err}");
+    assert!(err.to_string().contains("cannot write"), "{err}");
+}

@@ -2,7 +2,7 @@
 //! resumable through its results file.
 
 use crate::flags::{GroundingFlags, SamFlags, StageFlags};
-use crate::report::{decoder_file, peak_rss_mb, read_split};
+use crate::report::{decoder_file, peak_rss_mb};
 use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,8 +19,8 @@ pub(crate) struct EvalRrsisArgs {
     pub(crate) root: PathBuf,
     /// `refcoco` (RRSIS-D, RRSIS-M), `refsegrs`, or `pairs` (`ROOT/{split}.jsonl` of image–mask pairs with
     /// a sentence each: `{"id", "image", "mask", "text", "category"?}`).
-    #[arg(long, default_value = "refcoco", value_parser = ["refcoco", "refsegrs", "pairs"])]
-    pub(crate) layout: String,
+    #[arg(long, default_value = "refcoco", value_parser = |s: &str| s.parse::<pslg::rrsis::Layout>())]
+    pub(crate) layout: pslg::rrsis::Layout,
     /// Split to evaluate (`test`, `val`, `train`…).
     #[arg(long, default_value = "test")]
     pub(crate) split: String,
@@ -66,7 +66,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
 ) -> Result<()> {
     use pslg::evaluate::{EvalSettings, ResultsFile, Tally, Variant, evaluate, format_table};
     let t = Instant::now();
-    let mut samples = read_split(&a.layout, &a.root, &a.refs, &a.split)?;
+    let mut samples = pslg::rrsis::read_split(a.layout, &a.root, &a.refs, &a.split)?;
     if let Some(n) = a.limit {
         samples.truncate(n);
     }
@@ -117,7 +117,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
         protocol: a.protocol.to_string(),
         run: serde_json::json!({
             "root": a.root.display().to_string(),
-            "layout": a.layout,
+            "layout": a.layout.name(),
             "split": a.split,
             "limit": a.limit,
             "grounding": path_json(&a.grounding.grounding),

@@ -1,6 +1,6 @@
 //! `pslg finetune-decoder`: SAM's mask decoder fine-tuned on a fraction of a training split (Table 4).
 
-use crate::report::{read_split, round2};
+use crate::report::round2;
 use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,8 +16,8 @@ pub(crate) struct FinetuneDecoderArgs {
     pub(crate) root: PathBuf,
     /// `refcoco` (RRSIS-D, RRSIS-M), `refsegrs`, or `pairs` (`ROOT/{split}.jsonl` of image–mask pairs with
     /// a sentence each: `{"id", "image", "mask", "text", "category"?}`).
-    #[arg(long, default_value = "refcoco", value_parser = ["refcoco", "refsegrs", "pairs"])]
-    pub(crate) layout: String,
+    #[arg(long, default_value = "refcoco", value_parser = |s: &str| s.parse::<pslg::rrsis::Layout>())]
+    pub(crate) layout: pslg::rrsis::Layout,
     /// The references pickle of the refcoco layout, relative to --root.
     #[arg(long, default_value = "refs(unc).p")]
     pub(crate) refs: String,
@@ -83,8 +83,8 @@ pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
         seed: a.seed,
     };
     config.validate()?;
-    let train_all = read_split(&a.layout, &a.root, &a.refs, &a.split)?;
-    let mut val = read_split(&a.layout, &a.root, &a.refs, &a.val_split)?;
+    let train_all = pslg::rrsis::read_split(a.layout, &a.root, &a.refs, &a.split)?;
+    let mut val = pslg::rrsis::read_split(a.layout, &a.root, &a.refs, &a.val_split)?;
     if let Some(n) = a.val_limit {
         val.truncate(n);
     }

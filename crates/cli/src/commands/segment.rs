@@ -81,13 +81,14 @@ pub(crate) struct SegmentArgs {
     pub(crate) grounding: GroundingFlags,
 }
 
-/// `segment --text`: the grounding box of the sentence as whole pixels.
+/// `segment --text`: the grounding box of the sentence as whole pixels, and the decoded image (segmented
+/// next without decoding it again).
 fn ground_text(
     g: &GroundingFlags,
     text: &str,
     image_path: &Path,
     options: &LoadOptions,
-) -> Result<pslg::cfpg::PixelBox> {
+) -> Result<(pslg::cfpg::PixelBox, RgbImage)> {
     let t = Instant::now();
     let Some(grounder) = g.grounder()? else {
         bail!("--text needs --grounding CHECKPOINT and --tokenizer TOKENIZER.json");
@@ -106,7 +107,7 @@ fn ground_text(
         out.query,
         t.elapsed().as_secs_f64()
     );
-    Ok(bbox)
+    Ok((bbox, image))
 }
 
 /// The pixel box of a `--box-map` prompt: the smallest box of whole pixels covering the map rectangle.
@@ -133,16 +134,20 @@ pub(crate) fn run(a: SegmentArgs) -> Result<()> {
     } else {
         None
     };
+    // `--text` decodes the image to ground the sentence; the segmentation reuses it.
+    let mut decoded: Option<RgbImage> = None;
     let (bbox, prompt) = match (&a.bbox, &a.box_map, &a.text) {
         (Some(b), _, _) => (parse_box(b)?, format!("box {b}")),
         (None, Some(m), _) => (
             map_box(m, georef.as_ref(), &a.image)?,
             format!("map box {m}"),
         ),
-        (None, None, Some(text)) => (
-            ground_text(&a.grounding, text, &a.image, &a.image_flags.options()?)?,
-            format!("text {text:?}"),
-        ),
+        (None, None, Some(text)) => {
+            let (bbox, image) =
+                ground_text(&a.grounding, text, &a.image, &a.image_flags.options()?)?;
+            decoded = Some(image);
+            (bbox, format!("text {text:?}"))
+        }
         (None, None, None) => bail!("give --box, --box-map or --text"),
     };
     let seg = a.stages.segmenter()?;
@@ -178,7 +183,11 @@ pub(crate) fn run(a: SegmentArgs) -> Result<()> {
         // Tiles are read one by one in segment_in_tiles; the overlay reads its own window.
         (RgbImage::new(0, 0), (0, 0), bbox)
     } else {
-        (load_rgb_with(&a.image, &options)?, (0, 0), bbox)
+        let image = match decoded.take() {
+            Some(image) => image,
+            None => load_rgb_with(&a.image, &options)?,
+        };
+        (image, (0, 0), bbox)
     };
     let out_georef = georef.as_ref().map(|g| g.shifted(origin.0, origin.1));
     let mut sam = a.sam.segmenter(&seg)?;

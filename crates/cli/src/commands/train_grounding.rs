@@ -5,9 +5,7 @@ use crate::flags::resolve_text_config;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
 /// `pslg train-grounding`.
 #[derive(Args)]
@@ -84,86 +82,25 @@ pub(crate) struct TrainGroundingArgs {
     pub(crate) cuda: bool,
 }
 
-pub(crate) struct Prepared {
-    image: image::RgbImage,
-    ids: Vec<u32>,
-    box_input: [f32; 4],
-}
-
-/// The letterboxed samples of one split.
-pub(crate) fn prepare_split(
-    ds: &pslg::grounding::DiorRsvg,
-    split: &Path,
-    tok: &pslg::grounding::TextTokenizer,
-    size: usize,
-) -> Result<Vec<Prepared>> {
-    use pslg::grounding::{letterbox, normalise_caption};
-    let samples = ds.split(split)?;
-    if samples.is_empty() {
-        bail!("{}: the split selects no object", split.display());
-    }
-    let mut cache: BTreeMap<PathBuf, (image::RgbImage, pslg::grounding::Letterbox)> =
-        BTreeMap::new();
-    let mut out = Vec::with_capacity(samples.len());
-    for s in samples {
-        if !cache.contains_key(&s.image) {
-            let img = image::open(&s.image)
-                .with_context(|| format!("reading {}", s.image.display()))?
-                .to_rgb8();
-            cache.insert(s.image.clone(), letterbox(&img, size)?);
-        }
-        let (boxed, lb) = &cache[&s.image];
-        out.push(Prepared {
-            image: boxed.clone(),
-            ids: tok.encode(&normalise_caption(&s.text))?,
-            box_input: lb.apply(s.box_xyxy),
-        });
-    }
-    Ok(out)
-}
-
-/// A batch of prepared samples as the model's image tensor and padded tokens.
-pub(crate) fn prepared_batch<B: burn::tensor::backend::Backend>(
-    items: &[&Prepared],
-    pad: u32,
-    device: &B::Device,
-) -> Result<(burn::tensor::Tensor<B, 4>, pslg::grounding::TokenBatch)> {
-    let images: Vec<_> = items
-        .iter()
-        .map(|p| pslg::grounding::normalise::<B>(&p.image, device))
-        .collect();
-    let ids: Vec<Vec<u32>> = items.iter().map(|p| p.ids.clone()).collect();
-    Ok((
-        burn::tensor::Tensor::cat(images, 0),
-        pslg::grounding::TokenBatch::pad(&ids, pad)?,
-    ))
-}
-
-/// Runs `pslg train-grounding` on the autodiff backend `B`.
+/// Runs `pslg train-grounding` on the autodiff backend `B`: [`pslg::grounding::fit`] with a progress bar
+/// and one JSON line per epoch.
 pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
     a: &TrainGroundingArgs,
     device: B::Device,
 ) -> Result<()> {
-    use burn::module::AutodiffModule;
     use pslg::grounding::{
-        BoxMetrics, DiorRsvg, Lqvg, LqvgConfig, Target, TextTokenizer, TrainConfig, Trainer,
-        XmlOrder, chosen_boxes, init_detr,
+        DiorRsvg, FitConfig, FitEvent, Lqvg, LqvgConfig, PreparedSplit, TextTokenizer, TrainConfig,
+        Trainer, XmlOrder, fit, init_detr,
     };
-    use rand::SeedableRng;
-    use rand::seq::SliceRandom;
     if a.batch_size == 0 || a.input_size == 0 {
         bail!("--batch-size and --input-size must be positive");
     }
     let text_config = resolve_text_config(a.text_config.as_deref(), Some(&a.tokenizer))?;
     let tok = TextTokenizer::from_file(&a.tokenizer)?;
-    let order = match a.xml_order.as_str() {
-        "sorted" => XmlOrder::Sorted,
-        "directory" => XmlOrder::Directory,
-        file => XmlOrder::List(PathBuf::from(file)),
-    };
+    let order: XmlOrder = a.xml_order.parse()?;
     let ds = DiorRsvg::open(&a.root, &order)?;
-    let train = prepare_split(&ds, &a.root.join(&a.split), &tok, a.input_size)?;
-    let val = prepare_split(&ds, &a.root.join(&a.val_split), &tok, a.input_size)?;
+    let train = PreparedSplit::from_dior(&ds, &a.root.join(&a.split), &tok, a.input_size)?;
+    let val = PreparedSplit::from_dior(&ds, &a.root.join(&a.val_split), &tok, a.input_size)?;
     let lr_drop = a
         .lr_drop
         .split(',')
@@ -201,66 +138,58 @@ pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
             bail!("give --checkpoint (fine-tune), --model-config (from scratch) or --resume")
         }
     };
-    let pad = trainer.model().config().text.pad_token_id as u32;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed.wrapping_add(trainer.epoch as u64));
-    let mut best = -1.0f64;
     eprintln!(
-        "train-grounding: {} training and {} validation expressions, input {}², batch {}",
+        "train-grounding: {} training expressions ({} images) and {} validation expressions, input {}², batch {}",
         train.len(),
+        train.images().len(),
         val.len(),
         a.input_size,
         a.batch_size
     );
-    while trainer.epoch < a.epochs {
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rng);
-        let steps = order.len().div_ceil(a.batch_size);
-        let bar = ProgressBar::new(steps as u64);
-        bar.set_style(ProgressStyle::with_template(
-            "epoch {msg} {bar:40} {pos}/{len} steps, {elapsed} elapsed, eta {eta}",
-        )?);
-        bar.set_message(format!("{}", trainer.epoch + 1));
-        let t0 = Instant::now();
-        let mut loss_sum = 0.0;
-        for chunk in order.chunks(a.batch_size) {
-            let items: Vec<&Prepared> = chunk.iter().map(|&i| &train[i]).collect();
-            let (x, tokens) = prepared_batch::<B>(&items, pad, &device)?;
-            let targets: Vec<Target> = items
-                .iter()
-                .map(|p| Target::from_xyxy(p.box_input, a.input_size))
-                .collect();
-            let stats = trainer.step(x, &tokens, &targets)?;
-            loss_sum += stats.loss;
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        trainer.epoch += 1;
-        let model = trainer.model().valid();
-        let mut pairs = Vec::with_capacity(val.len());
-        for chunk in val.chunks(a.batch_size) {
-            let items: Vec<&Prepared> = chunk.iter().collect();
-            let (x, tokens) = prepared_batch::<B::InnerBackend>(&items, pad, &device)?;
-            let out = model.forward(x, &tokens)?;
-            for (p, item) in chosen_boxes(&out, a.input_size).into_iter().zip(&items) {
-                pairs.push((p, item.box_input));
+    let fit_config = FitConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        seed: a.seed,
+        out: a.out.clone(),
+    };
+    let style = ProgressStyle::with_template(
+        "epoch {msg} {bar:40} {pos}/{len} steps, {elapsed} elapsed, eta {eta}",
+    )?;
+    let mut bar: Option<ProgressBar> = None;
+    fit(
+        &mut trainer,
+        &train,
+        &val,
+        &fit_config,
+        &device,
+        |event| match event {
+            FitEvent::Step {
+                epoch, done, steps, ..
+            } => {
+                let b = bar.get_or_insert_with(|| {
+                    let b = ProgressBar::new(steps as u64).with_style(style.clone());
+                    b.set_message(format!("{epoch}"));
+                    b
+                });
+                b.set_position(done as u64);
             }
-        }
-        let m = BoxMetrics::compute(&pairs);
-        trainer.save(a.out.join("last"))?;
-        if m.pr_at_05 > best {
-            best = m.pr_at_05;
-            trainer.save(a.out.join("best"))?;
-        }
-        say!(
-            "{}",
-            serde_json::json!({
-                "epoch": trainer.epoch,
-                "step": trainer.step,
-                "train_loss": loss_sum / steps.max(1) as f64,
-                "val": {"n": m.n, "Pr@0.5": m.pr_at_05, "meanIoU": m.mean_iou, "cumIoU": m.cum_iou},
-                "epoch_s": t0.elapsed().as_secs_f64(),
-            })
-        );
-    }
+            FitEvent::Epoch(r) => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                say!(
+                    "{}",
+                    serde_json::json!({
+                        "epoch": r.epoch,
+                        "step": r.step,
+                        "train_loss": r.train_loss,
+                        "val": {"n": r.val.n, "Pr@0.5": r.val.pr_at_05, "meanIoU": r.val.mean_iou, "cumIoU": r.val.cum_iou},
+                        "best": r.best,
+                        "epoch_s": r.seconds,
+                    })
+                );
+            }
+        },
+    )?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod checkpoints;
+mod fit;
 mod minilm;
 mod ops;
 mod parity;
