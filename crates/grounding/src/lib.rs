@@ -11,7 +11,7 @@
 //!   BERT/MiniLM as the paper names) from HuggingFace weights and `tokenizer.json`, sizes and epsilons read
 //!   from the model's `config.json` ([`TextConfig`]).
 //! * [`DiorRsvg`], [`read_rsvg_hr`]: the grounding datasets, typed errors naming file and line.
-//! * [`Trainer`] (one optimiser step: matching, losses, AdamW) and [`fit`] (the epochs: a shuffle that a
+//! * [`Trainer`] (one optimiser step: matching, losses, AdamW) and [`fit()`] (the epochs: a shuffle that a
 //!   resumed run repeats, validation, `last` / `best` checkpoints, progress callbacks) over a
 //!   [`PreparedSplit`] that letterboxes each image once.
 //! * [`ms_deform_attn_core`]: multi-scale deformable attention with the semantics of the official PyTorch

@@ -33,7 +33,7 @@ impl TrimapLabel {
     }
 }
 
-/// Per-pixel constraints and initial labelling for [`MaskRefiner::refine`].
+/// Per-pixel constraints and initial labelling for [`MaskRefiner::refine`](crate::MaskRefiner::refine).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trimap {
     pub(crate) width: u32,
