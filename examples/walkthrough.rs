@@ -41,7 +41,7 @@ fn parse_args() -> Result<Args> {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--image" => a.image = value()?.into(),
-            "--box" => a.bbox = pslg::cases::parse_box(&value()?)?,
+            "--box" => a.bbox = value()?.parse()?,
             "--truth" => a.truth = Some(value()?.into()),
             "--sam" => a.sam = Some(value()?.into()),
             "--out-dir" => a.out_dir = value()?.into(),

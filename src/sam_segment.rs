@@ -1,11 +1,11 @@
 //! The full stage 2 of PSLG-SAM: box → CFPG point → SAM (box + point prompt) → MBO refinement of SAM's mask.
 
-use crate::segment::paste_in_box;
 use crate::{BoxMask, BoxSegmenter, PslgError, StageTimings};
 use burn::tensor::backend::Backend;
 use image::RgbImage;
-use pslg_cfpg::{PixelBox, clamp_box};
-use pslg_sam::{Sam, SamPredictor};
+use pslg_cfpg::{ForegroundPoint, PixelBox, clamp_box};
+use pslg_core::paste_in_box;
+use pslg_sam::{Prompt, Sam, SamPredictor};
 use std::time::Instant;
 
 /// Parameters of [`SamSegmenter`] besides the CFPG / MBO ones (which come from a [`BoxSegmenter`]).
@@ -121,8 +121,11 @@ impl<B: Backend> SamSegmenter<B> {
         timings.cfpg = t.elapsed();
 
         let t = Instant::now();
-        let prompt =
-            crate::finetune::sam_prompt(roi, point.as_ref().filter(|_| self.params.point_prompt));
+        let sam_point = point
+            .as_ref()
+            .filter(|_| self.params.point_prompt)
+            .and_then(ForegroundPoint::prompt_xy);
+        let prompt = Prompt::for_region(roi, sam_point);
         let prediction = self.predictor.predict(&prompt, false)?;
         // SAM's mask inside the box (the referring box bounds the object, as in the box path).
         let (sam_mask, sam_area) = paste_in_box(&prediction.best_mask(), (0, 0), roi, (w, h));

@@ -3,6 +3,7 @@
 use crate::PslgError;
 use image::{GrayImage, Luma, RgbImage};
 use pslg_cfpg::{CfpgParams, ForegroundPoint, ForegroundPointGenerator, PixelBox, Roi, clamp_box};
+use pslg_core::paste_in_box;
 use pslg_mbo::{MaskRefiner, MboParams, Refinement, Trimap};
 use std::time::{Duration, Instant};
 
@@ -125,6 +126,22 @@ impl BoxSegmenter {
             .map(|m| MboParams { abandon_below, ..m }.build())
             .transpose()?;
         Ok(Self { params, cfpg, mbo })
+    }
+
+    /// The foreground point prompt SAM gets for `bbox`: the CFPG point, `None` without CFPG or when CFPG
+    /// fell back to the box centre (the PSLG-SAM prompt is then the box alone).
+    ///
+    /// # Errors
+    /// [`PslgError::Cfpg`] for a degenerate or outside box.
+    pub fn sam_point(
+        &self,
+        image: &RgbImage,
+        bbox: PixelBox,
+    ) -> Result<Option<[f32; 2]>, PslgError> {
+        Ok(match &self.cfpg {
+            Some(g) => g.generate(image, bbox)?.prompt_xy(),
+            None => None,
+        })
     }
 
     /// The validated parameters.
@@ -305,27 +322,6 @@ impl BoxSegmenter {
         };
         Ok((mask, kept, refinement))
     }
-}
-
-/// A `size` (w, h) mask holding the nonzero pixels of `src` (whose pixel (0, 0) sits at `origin`) that fall
-/// inside `roi`, and their count. Only the box is visited: the cost does not grow with the image.
-pub(crate) fn paste_in_box(
-    src: &GrayImage,
-    origin: (u32, u32),
-    roi: Roi,
-    size: (u32, u32),
-) -> (GrayImage, usize) {
-    let mut mask = GrayImage::new(size.0, size.1);
-    let mut kept = 0usize;
-    for y in roi.y..roi.y + roi.height {
-        for x in roi.x..roi.x + roi.width {
-            if src.get_pixel(x - origin.0, y - origin.1)[0] != 0 {
-                mask.put_pixel(x, y, Luma([255]));
-                kept += 1;
-            }
-        }
-    }
-    (mask, kept)
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@
 //! (mIoU 56.39, oIoU 57.64, Pr@0.5 57.18, Pr@0.9 3.72) and OpenCV's grabCut (mIoU 41.73, oIoU 62.04,
 //! Pr@0.5 46.81, Pr@0.9 12.77) on mIoU, oIoU, Pr@0.5 and Pr@0.9.
 
-use pslg::cases::read_cases;
 use pslg::io::{load_mask, load_rgb};
 use pslg::metrics::{Accumulator, mask_stats_by};
 use pslg::{BoxSegmenter, BoxSegmenterParams};
+use pslg_datasets::cases::read_cases;
 use std::path::PathBuf;
 
 fn dev_set() -> Option<PathBuf> {

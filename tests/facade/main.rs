@@ -1,9 +1,5 @@
 //! Tests of the `pslg` facade library, one test binary with a module per area (one link of Burn instead of
 //! one per file).
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod dev_set;
 mod pipeline;
-mod rrsis;

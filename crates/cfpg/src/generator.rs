@@ -167,6 +167,12 @@ impl ForegroundPoint {
         matches!(self.source, PointSource::BoxCentre(_))
     }
 
+    /// The point as a prompt for SAM (`x, y` pixels), `None` for the box-centre fallback, which PSLG-SAM does
+    /// not give SAM.
+    pub fn prompt_xy(&self) -> Option<[f32; 2]> {
+        (!self.is_fallback()).then_some([self.x as f32, self.y as f32])
+    }
+
     /// The integer pixel containing the point.
     pub fn pixel(&self) -> (u32, u32) {
         (

@@ -113,6 +113,35 @@ impl PixelBox {
     }
 }
 
+/// A box given as text that is not `x1,y1,x2,y2` with integer pixel coordinates.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("box {0:?} is not x1,y1,x2,y2 with integer pixel coordinates (x2/y2 exclusive)")]
+pub struct ParseBoxError(pub String);
+
+impl std::str::FromStr for PixelBox {
+    type Err = ParseBoxError;
+
+    /// Parses `x1,y1,x2,y2` (integers, pixels, `x2`/`y2` exclusive; spaces allowed): a command-line box.
+    ///
+    /// ```
+    /// use pslg_core::PixelBox;
+    /// assert_eq!("1, 2,3,4".parse::<PixelBox>().unwrap(), PixelBox::new(1, 2, 3, 4));
+    /// assert!("1.5,2,3,4".parse::<PixelBox>().is_err());
+    /// ```
+    fn from_str(text: &str) -> Result<Self, ParseBoxError> {
+        let bad = || ParseBoxError(text.to_owned());
+        let v: Vec<i64> = text
+            .split(',')
+            .map(|s| s.trim().parse::<i64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        let [x1, y1, x2, y2] = v[..] else {
+            return Err(bad());
+        };
+        Ok(Self::new(x1, y1, x2, y2))
+    }
+}
+
 impl From<Roi> for PixelBox {
     fn from(r: Roi) -> Self {
         Self::new(
@@ -202,6 +231,21 @@ pub fn crop_roi(image: &RgbImage, bbox: PixelBox) -> Result<(RgbImage, Roi), Box
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_boxes() {
+        assert_eq!(
+            "-5,0,3,9".parse::<PixelBox>(),
+            Ok(PixelBox::new(-5, 0, 3, 9))
+        );
+        for bad in ["1,2,3", "1,2,3,4,5", "a,b,c,d", "", "1.5,2,3,4"] {
+            assert_eq!(
+                bad.parse::<PixelBox>(),
+                Err(ParseBoxError(bad.into())),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn rejects_bad_boxes() {

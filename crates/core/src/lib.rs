@@ -7,13 +7,16 @@
 //! | [`PixelBox`] | box in whole pixels, `x2`/`y2` exclusive; [`PixelBox::covering`], [`PixelBox::from_cxcywh_normalised`] | — |
 //! | [`Roi`], [`clamp_box`], [`crop_roi`] | the box clamped to the image, never empty | Eq. (4) |
 //! | [`kmeans_pp`], [`nearest`] | k-means with k-means++ seeding on colour vectors | Eq. (5) |
+//! | [`mask_box`], [`paste_in_box`] | a mask's tight box; a crop's mask pasted back inside the box | — |
 #![warn(missing_docs)]
 
 mod boxes;
 mod kmeans;
+mod mask;
 
-pub use boxes::{PixelBox, Roi, clamp_box, crop_roi};
+pub use boxes::{ParseBoxError, PixelBox, Roi, clamp_box, crop_roi};
 pub use kmeans::{KMeans, kmeans_pp, nearest};
+pub use mask::{mask_box, paste_in_box};
 
 /// Why a box prompt does not give a region of interest in an image.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

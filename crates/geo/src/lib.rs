@@ -8,6 +8,7 @@
 //! | mask → single-band uint8 GeoTIFF with the same georeference | [`GeoReference::write_mask`] |
 //! | mask → polygons with holes, optional simplification | [`mask_polygons`] |
 //! | polygons → GeoJSON FeatureCollection with properties | [`feature_collection`] |
+//! | PNG / JPEG / (windowed, multi-band) TIFF → 8-bit RGB; masks → PNG / GeoTIFF | [`raster`] |
 //!
 //! # Example
 //! ```
@@ -20,6 +21,7 @@
 //! ```
 
 mod georef;
+pub mod raster;
 mod vector;
 
 use std::path::PathBuf;

@@ -6,59 +6,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GroundingError {
-    /// The checkpoint file could not be read as a PyTorch or safetensors state dict.
+    /// A checkpoint cannot be loaded: unreadable or truncated, or a tensor missing, unexpected or
+    /// mis-shaped (the shared checkpoint layer's error, naming the file and the key).
     #[error(
-        "cannot read grounding checkpoint {path}: {reason} (expected an LQVG checkpoint.pth, a safetensors \
-         export of its state dict, or a BERT/RoBERTa model.safetensors; a truncated download gives this error, \
-         download it again)"
+        "grounding {0} (expected an LQVG checkpoint.pth, a safetensors export of its state dict, or a \
+         BERT/RoBERTa model.safetensors)"
     )]
-    ReadCheckpoint {
-        /// The file.
-        path: PathBuf,
-        /// What the reader said.
-        reason: String,
-    },
-    /// The checkpoint lacks a tensor the architecture needs.
-    #[error(
-        "checkpoint {path} has no tensor `{key}` (shape {expected:?} expected); is it the right model?"
-    )]
-    MissingTensor {
-        /// The file.
-        path: PathBuf,
-        /// State-dict key.
-        key: String,
-        /// Shape the model needs.
-        expected: Vec<usize>,
-    },
-    /// The checkpoint has a tensor the architecture does not use.
-    #[error(
-        "checkpoint {path} has an unexpected tensor `{key}` of shape {shape:?} (not part of {what})"
-    )]
-    UnexpectedTensor {
-        /// The file.
-        path: PathBuf,
-        /// State-dict key.
-        key: String,
-        /// Its shape.
-        shape: Vec<usize>,
-        /// The architecture it was compared with.
-        what: String,
-    },
-    /// A tensor's shape does not fit the architecture.
-    #[error(
-        "checkpoint {path}: tensor `{key}` has shape {found:?} but the architecture needs {expected:?}; the \
-         checkpoint does not match the configuration"
-    )]
-    ShapeMismatch {
-        /// The file.
-        path: PathBuf,
-        /// State-dict key.
-        key: String,
-        /// Shape in the file.
-        found: Vec<usize>,
-        /// Shape the model needs.
-        expected: Vec<usize>,
-    },
+    Checkpoint(#[from] pslg_checkpoint::CheckpointError),
     /// A configuration value is invalid, cannot be inferred, or a config file is unreadable.
     #[error("invalid grounding configuration: {0}")]
     Config(String),

@@ -50,6 +50,7 @@ pub use grounder::{
     normalise, normalise_caption,
 };
 pub use model::{FeatureResizer, InputProj, Lqvg, LqvgOutput, Poolout, query_scores};
+pub use pslg_metrics::{BoxMetrics, iou_giou};
 pub use readers::{DiorRsvg, GroundingSample, XmlOrder, read_rsvg_hr};
 pub use text::{
     DenseNorm, Intermediate, Pooler, TextAttention, TextEmbeddings, TextEncoder, TextLayer,
@@ -60,8 +61,8 @@ pub use toy::{
     train_toy,
 };
 pub use train::{
-    BoxMetrics, LayerLoss, StepStats, Target, TermWeights, TrainConfig, Trainer, chosen_boxes,
-    cxcywh_to_xyxy, export_safetensors, freeze_for_training, iou_giou, layer_loss, match_queries,
+    LayerLoss, StepStats, Target, TermWeights, TrainConfig, Trainer, chosen_boxes, cxcywh_to_xyxy,
+    export_safetensors, freeze_for_training, layer_loss, match_queries,
 };
 pub use transformer::{
     Decoder, DecoderLayer, DeformableTransformer, Encoder, EncoderLayer, Levels, Mlp,

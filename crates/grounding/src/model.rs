@@ -5,7 +5,7 @@ use crate::GroundingError;
 use crate::attention::VisionLanguageFusion;
 use crate::backbone::ResNet;
 use crate::config::{LqvgConfig, TextConfig};
-use crate::load::{check_and_load, read_shapes};
+use crate::load::{check_and_load, lqvg_alias, read_shapes};
 use crate::position::{sine_1d, sine_2d};
 use crate::text::{TextEncoder, TokenBatch};
 use crate::transformer::{DeformableTransformer, Levels, Mlp, refine};
@@ -173,7 +173,7 @@ impl<B: Backend> Lqvg<B> {
     /// code loads `roberta-base`: [`TextConfig::roberta_base`]); `heads` defaults to the official 8.
     ///
     /// # Errors
-    /// [`GroundingError::ReadCheckpoint`] for an unreadable file; [`GroundingError::Config`] when the shapes
+    /// [`GroundingError::Checkpoint`] for an unreadable file; [`GroundingError::Config`] when the shapes
     /// are not LQVG's or disagree with `text`; missing / unexpected / mis-shaped tensors as typed errors
     /// naming the key and both shapes.
     pub fn load(
@@ -184,7 +184,7 @@ impl<B: Backend> Lqvg<B> {
     ) -> Result<Self, GroundingError> {
         let path = path.as_ref();
         let shapes = read_shapes(path)?;
-        let config = LqvgConfig::infer(&shapes.map, text, heads.unwrap_or(8))?;
+        let config = LqvgConfig::infer(&shapes.tensors, text, heads.unwrap_or(8))?;
         Self::load_checked(path, config, &shapes, device)
     }
 
@@ -205,19 +205,15 @@ impl<B: Backend> Lqvg<B> {
     fn load_checked(
         path: &Path,
         config: LqvgConfig,
-        shapes: &crate::load::Shapes,
+        shapes: &pslg_checkpoint::Shapes,
         device: &B::Device,
     ) -> Result<Self, GroundingError> {
-        let pooler = shapes.map.contains_key("text_encoder.pooler.dense.weight");
+        let pooler = shapes
+            .tensors
+            .contains_key("text_encoder.pooler.dense.weight");
         let what = format!("{config:?}");
         let model = Self::new(config, pooler, device)?;
-        // The official model shares its box heads with the decoder (box refinement): the state dict holds
-        // them twice, as `bbox_embed.*` and `transformer.decoder.bbox_embed.*`.
-        let alias = |k: &str| {
-            k.strip_prefix("transformer.decoder.bbox_embed.")
-                .map(|rest| format!("bbox_embed.{rest}"))
-        };
-        check_and_load(model, path, shapes, &what, &alias)
+        check_and_load(model, path, shapes, &what, &lqvg_alias)
     }
 
     /// Runs LQVG on normalised images `(N, 3, H, W)` (no padding mask: every pixel is valid, as in the

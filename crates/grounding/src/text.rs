@@ -381,7 +381,7 @@ impl<B: Backend> TextEncoder<B> {
     /// architecture, checking every tensor.
     ///
     /// # Errors
-    /// [`GroundingError::ReadCheckpoint`] for an unreadable file; [`GroundingError::Config`] when `config`
+    /// [`GroundingError::Checkpoint`] for an unreadable file; [`GroundingError::Config`] when `config`
     /// disagrees with the shapes; missing / unexpected / mis-shaped tensors as typed errors naming the key.
     pub fn load(
         path: impl AsRef<Path>,
@@ -391,8 +391,8 @@ impl<B: Backend> TextEncoder<B> {
         let path = path.as_ref();
         config.validate()?;
         let shapes = crate::load::read_shapes(path)?;
-        config.check_shapes(&shapes.map, "")?;
-        let pooler = shapes.map.contains_key("pooler.dense.weight");
+        config.check_shapes(&shapes.tensors, "")?;
+        let pooler = shapes.tensors.contains_key("pooler.dense.weight");
         let model = Self::new(config, pooler, device);
         crate::load::check_and_load(model, path, &shapes, "a BERT-family text encoder", &|_| {
             None

@@ -3,7 +3,7 @@
 //! (1e-4; backbone 5e-5; text encoder 1e-5; weight decay 5e-4), global gradient-norm clipping 0.1, warm-up
 //! and step decay, checkpoints that resume.
 
-use crate::load::{KEY_MAP, fragment_regex, fragment_template};
+use crate::load::KEYS;
 use crate::model::{Lqvg, LqvgOutput};
 use crate::text::TokenBatch;
 use crate::{GroundingError, LqvgConfig};
@@ -16,6 +16,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use pathfinding::prelude::{Matrix, kuhn_munkres_min};
+use pslg_metrics::iou_giou;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -126,21 +127,6 @@ pub fn cxcywh_to_xyxy(b: [f32; 4]) -> [f32; 4] {
         b[0] + 0.5 * b[2],
         b[1] + 0.5 * b[3],
     ]
-}
-
-/// IoU and generalised IoU of two `xyxy` boxes (GIoU: Rezatofighi et al. 2019).
-pub fn iou_giou(a: [f32; 4], b: [f32; 4]) -> (f32, f32) {
-    let area = |r: [f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let union = area(a) + area(b) - inter;
-    let iou = if union > 0.0 { inter / union } else { 0.0 };
-    let cw = a[2].max(b[2]) - a[0].min(b[0]);
-    let ch = a[3].max(b[3]) - a[1].min(b[1]);
-    let c = cw * ch;
-    let giou = if c > 0.0 { iou - (c - union) / c } else { iou };
-    (iou, giou)
 }
 
 /// Matches each target of one image to a distinct query minimising
@@ -300,47 +286,6 @@ pub struct StepStats {
     pub grad_norm: f64,
     /// Main learning rate used.
     pub lr: f64,
-}
-
-/// Box metrics as the official inference reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct BoxMetrics {
-    /// Samples.
-    pub n: usize,
-    /// Fraction with IoU strictly above 0.5.
-    pub pr_at_05: f64,
-    /// Mean per-sample IoU.
-    pub mean_iou: f64,
-    /// Σ intersection / Σ union.
-    pub cum_iou: f64,
-}
-
-impl BoxMetrics {
-    /// Scores predicted against target boxes (`xyxy`, same units).
-    pub fn compute(pairs: &[([f32; 4], [f32; 4])]) -> Self {
-        let (mut hits, mut sum, mut inter, mut union) = (0usize, 0f64, 0f64, 0f64);
-        for (p, t) in pairs {
-            let (iou, _) = iou_giou(*p, *t);
-            if iou > 0.5 {
-                hits += 1;
-            }
-            sum += f64::from(iou);
-            let iw = (p[2].min(t[2]) - p[0].max(t[0])).max(0.0);
-            let ih = (p[3].min(t[3]) - p[1].max(t[1])).max(0.0);
-            let i = f64::from(iw * ih);
-            let a = f64::from((p[2] - p[0]).max(0.0) * (p[3] - p[1]).max(0.0));
-            let b = f64::from((t[2] - t[0]).max(0.0) * (t[3] - t[1]).max(0.0));
-            inter += i;
-            union += a + b - i;
-        }
-        let n = pairs.len();
-        Self {
-            n,
-            pr_at_05: if n > 0 { hits as f64 / n as f64 } else { 0.0 },
-            mean_iou: if n > 0 { sum / n as f64 } else { 0.0 },
-            cum_iou: if union > 0.0 { inter / union } else { 0.0 },
-        }
-    }
 }
 
 /// The chosen box (`xyxy` in input pixels of a square `size` input) of every image of a forward pass.
@@ -681,8 +626,8 @@ pub fn export_safetensors<B: Backend>(
     let mut store = SafetensorsStore::from_file(path)
         .with_to_adapter(BurnToPyTorchAdapter)
         .overwrite(true);
-    for (official, port) in KEY_MAP {
-        store = store.with_key_remapping(fragment_regex(port), fragment_template(official));
+    for (port, official) in KEYS.to_official_patterns() {
+        store = store.with_key_remapping(&port, &official);
     }
     model
         .save_into(&mut store)

@@ -1,5 +1,7 @@
 //! Box metrics for grounding: IoU and generalised IoU of axis-aligned boxes.
 
+use crate::PrecisionRule;
+
 /// An axis-aligned box `[x1, y1, x2, y2]` in pixels (`x2`, `y2` exclusive for integer boxes).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct BoxXyxy {
@@ -72,6 +74,69 @@ pub fn generalized_box_iou(a: &BoxXyxy, b: &BoxXyxy) -> f64 {
     }
     let iou = if union <= 0.0 { 0.0 } else { inter / union };
     iou - (hull - union) / hull
+}
+
+/// IoU and generalised IoU of two `xyxy` boxes in `f32`, as the LQVG matcher and loss compute them (GIoU:
+/// Rezatofighi et al. 2019). An empty union gives IoU 0; an empty enclosing box leaves GIoU = IoU.
+///
+/// ```
+/// let (iou, giou) = pslg_metrics::iou_giou([0.0, 0.0, 2.0, 2.0], [1.0, 0.0, 3.0, 2.0]);
+/// assert!((iou - 1.0 / 3.0).abs() < 1e-6 && (giou - iou).abs() < 1e-6);
+/// ```
+pub fn iou_giou(a: [f32; 4], b: [f32; 4]) -> (f32, f32) {
+    let area = |r: [f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let union = area(a) + area(b) - inter;
+    let iou = if union > 0.0 { inter / union } else { 0.0 };
+    let cw = a[2].max(b[2]) - a[0].min(b[0]);
+    let ch = a[3].max(b[3]) - a[1].min(b[1]);
+    let c = cw * ch;
+    let giou = if c > 0.0 { iou - (c - union) / c } else { iou };
+    (iou, giou)
+}
+
+/// Box metrics of a grounding evaluation as LQVG's official inference reports them: Pr@0.5 with
+/// [`PrecisionRule::Above`] (IoU strictly above 0.5), mean IoU and cumulative IoU.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct BoxMetrics {
+    /// Samples.
+    pub n: usize,
+    /// Fraction with IoU strictly above 0.5 ([`PrecisionRule::Above`]).
+    pub pr_at_05: f64,
+    /// Mean per-sample IoU.
+    pub mean_iou: f64,
+    /// Σ intersection / Σ union.
+    pub cum_iou: f64,
+}
+
+impl BoxMetrics {
+    /// Scores predicted against target boxes (`xyxy`, same units).
+    pub fn compute(pairs: &[([f32; 4], [f32; 4])]) -> Self {
+        let (mut hits, mut sum, mut inter, mut union) = (0usize, 0f64, 0f64, 0f64);
+        for (p, t) in pairs {
+            let (iou, _) = iou_giou(*p, *t);
+            if PrecisionRule::Above.hit(f64::from(iou), 0.5) {
+                hits += 1;
+            }
+            sum += f64::from(iou);
+            let iw = (p[2].min(t[2]) - p[0].max(t[0])).max(0.0);
+            let ih = (p[3].min(t[3]) - p[1].max(t[1])).max(0.0);
+            let i = f64::from(iw * ih);
+            let a = f64::from((p[2] - p[0]).max(0.0) * (p[3] - p[1]).max(0.0));
+            let b = f64::from((t[2] - t[0]).max(0.0) * (t[3] - t[1]).max(0.0));
+            inter += i;
+            union += a + b - i;
+        }
+        let n = pairs.len();
+        Self {
+            n,
+            pr_at_05: if n > 0 { hits as f64 / n as f64 } else { 0.0 },
+            mean_iou: if n > 0 { sum / n as f64 } else { 0.0 },
+            cum_iou: if union > 0.0 { inter / union } else { 0.0 },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,13 @@
 //! * [`mask_stats`] — intersection and union of one predicted mask with its ground truth.
 //! * [`Accumulator`] — a streaming evaluation: feed one sample at a time (only its two counts are kept), read a
 //!   [`Summary`] with mIoU (mean per-sample IoU), oIoU (ΣI / ΣU), Pr@0.5…0.9 (IoU ≥ X) and per-category mIoU.
-//! * [`BoxXyxy`], [`box_iou`], [`generalized_box_iou`] — box metrics for grounding.
+//! * [`BoxXyxy`], [`box_iou`], [`generalized_box_iou`], [`iou_giou`], [`BoxMetrics`] — box metrics for
+//!   grounding.
 //!
-//! Conventions follow RMSIN's `test.py`: a sample whose union is empty has IoU 0, and precision at X counts the
-//! samples with IoU **≥** X.
+//! Segmentation conventions follow RMSIN's `test.py`: a sample whose union is empty has IoU 0, and precision at
+//! X counts the samples with IoU **≥** X ([`PrecisionRule::AtLeast`]). LQVG's grounding evaluation counts IoU
+//! **>** 0.5 ([`PrecisionRule::Above`], used by [`BoxMetrics`]). Both rules are kept, each where its reference
+//! uses it, so that the numbers compare with the papers' tables.
 //!
 //! # Examples
 //! ```
@@ -25,7 +28,7 @@
 
 mod boxes;
 
-pub use boxes::{BoxXyxy, box_iou, generalized_box_iou};
+pub use boxes::{BoxMetrics, BoxXyxy, box_iou, generalized_box_iou, iou_giou};
 
 use std::collections::BTreeMap;
 
@@ -44,6 +47,31 @@ pub enum MetricsError {
         /// Pixels in the ground truth.
         gt: usize,
     },
+}
+
+/// How a Pr@X column counts a sample whose IoU is exactly X.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionRule {
+    /// IoU ≥ X: RMSIN's `test.py` (the RRSIS segmentation tables, [`Accumulator`]).
+    AtLeast,
+    /// IoU > X: LQVG's / TransVG's grounding evaluation ([`BoxMetrics`]).
+    Above,
+}
+
+impl PrecisionRule {
+    /// Whether a sample of IoU `iou` counts at threshold `x`.
+    ///
+    /// ```
+    /// use pslg_metrics::PrecisionRule;
+    /// assert!(PrecisionRule::AtLeast.hit(0.5, 0.5));
+    /// assert!(!PrecisionRule::Above.hit(0.5, 0.5));
+    /// ```
+    pub fn hit(self, iou: f64, x: f64) -> bool {
+        match self {
+            Self::AtLeast => iou >= x,
+            Self::Above => iou > x,
+        }
+    }
 }
 
 /// The IoU thresholds of the Pr@X columns of RRSIS tables.
@@ -121,7 +149,7 @@ impl Totals {
         self.intersection += stats.intersection;
         self.union += stats.union;
         for (hit, t) in self.hits.iter_mut().zip(PRECISION_THRESHOLDS) {
-            *hit += u64::from(iou >= t);
+            *hit += u64::from(PrecisionRule::AtLeast.hit(iou, t));
         }
     }
 

@@ -6,17 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SamError {
-    /// The checkpoint file could not be read as a PyTorch or safetensors state dict.
+    /// A checkpoint cannot be loaded: unreadable or truncated, or a tensor missing, unexpected or
+    /// mis-shaped (the shared checkpoint layer's error, naming the file and the key).
     #[error(
-        "cannot read SAM checkpoint {path}: {reason} (expected an official sam_vit_*.pth or a safetensors \
-         export of its state dict; a truncated download gives this error, download it again)"
+        "SAM {0} (official checkpoints: sam_vit_b/l/h_*.pth, or a safetensors export of the same state dict)"
     )]
-    ReadCheckpoint {
-        /// The file.
-        path: PathBuf,
-        /// What the reader said.
-        reason: String,
-    },
+    Checkpoint(#[from] pslg_checkpoint::CheckpointError),
     /// A checkpoint (e.g. a fine-tuned decoder) could not be written.
     #[error(
         "cannot write SAM checkpoint {path}: {reason} (check that the folder exists and is writable)"
@@ -26,47 +21,6 @@ pub enum SamError {
         path: PathBuf,
         /// What the writer said.
         reason: String,
-    },
-    /// The checkpoint lacks a tensor the architecture needs.
-    #[error(
-        "SAM checkpoint {path} has no tensor `{key}` (shape {expected:?} expected); is it a SAM checkpoint?"
-    )]
-    MissingTensor {
-        /// The file.
-        path: PathBuf,
-        /// State-dict key.
-        key: String,
-        /// Shape the model needs.
-        expected: Vec<usize>,
-    },
-    /// The checkpoint has a tensor the architecture does not use.
-    #[error(
-        "SAM checkpoint {path} has an unexpected tensor `{key}` of shape {shape:?} (not part of {what})"
-    )]
-    UnexpectedTensor {
-        /// The file.
-        path: PathBuf,
-        /// State-dict key.
-        key: String,
-        /// Its shape.
-        shape: Vec<usize>,
-        /// The architecture it was compared with.
-        what: String,
-    },
-    /// A tensor's shape does not fit the architecture.
-    #[error(
-        "SAM checkpoint {path}: tensor `{key}` has shape {found:?} but the architecture needs {expected:?}; \
-         the checkpoint does not match the configuration"
-    )]
-    ShapeMismatch {
-        /// The file.
-        path: PathBuf,
-        /// State-dict key.
-        key: String,
-        /// Shape in the file.
-        found: Vec<usize>,
-        /// Shape the model needs.
-        expected: Vec<usize>,
     },
     /// A configuration value is invalid or cannot be inferred.
     #[error("invalid SAM configuration: {0}")]

@@ -10,6 +10,8 @@
 //!   bit-exactly, normalisation, padding), then many [`SamPredictor::predict`] calls with points, a box and
 //!   an optional low-resolution mask.
 //!
+//! * [`finetune`] (feature `train`): the mask decoder fine-tuned on a referring dataset (Table 4).
+//!
 //! The port follows `segment_anything/modeling/*.py` (Apache-2.0, facebookresearch/segment-anything) module
 //! by module; the parity tests compare every intermediate output with the official code on the same weights
 //! (`scripts/sam_reference.py`).
@@ -30,12 +32,15 @@
 
 mod config;
 mod error;
+#[cfg(feature = "train")]
+pub mod finetune;
 mod image_encoder;
 mod kernels;
 mod load;
 mod mask_decoder;
 mod model;
 pub mod npy;
+mod postprocess;
 mod predictor;
 mod prompt_encoder;
 pub mod resize;

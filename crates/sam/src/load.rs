@@ -1,14 +1,16 @@
-//! Checkpoint reading: official state-dict keys ↔ this port's module paths (ONE table), shapes for
-//! architecture inference and for typed mismatch errors.
+//! Checkpoint loading (official `build_sam.py` / `load_state_dict`): the key table of this port, and the
+//! loaders over the shared checkpoint layer (`pslg-checkpoint`: shapes, checks, burn-store).
 
-use crate::SamError;
-use burn_store::{ModuleStore, PytorchStore, SafetensorsStore};
+use crate::{Sam, SamConfig, SamError};
+use burn::tensor::backend::Backend;
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use pslg_checkpoint::{KeyMap, check_shapes, load_into, read_shapes};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The only places where this port's module paths differ from the official state-dict keys: the official
 /// code's `nn.Sequential` children are numbered, this port names them. (official prefix, port prefix)
-pub(crate) const KEY_MAP: &[(&str, &str)] = &[
+pub(crate) const KEYS: KeyMap = KeyMap(&[
     ("image_encoder.neck.0.", "image_encoder.neck.conv1."),
     ("image_encoder.neck.1.", "image_encoder.neck.ln1."),
     ("image_encoder.neck.2.", "image_encoder.neck.conv2."),
@@ -45,72 +47,132 @@ pub(crate) const KEY_MAP: &[(&str, &str)] = &[
         "mask_decoder.output_upscaling.3.",
         "mask_decoder.output_upscaling.deconv2.",
     ),
-];
+]);
 
-/// A port path → the official key.
-pub(crate) fn to_official(path: &str) -> String {
-    for (official, port) in KEY_MAP {
-        if let Some(rest) = path.strip_prefix(port) {
-            return format!("{official}{rest}");
+/// Prefix of the mask decoder's keys in an official state dict.
+const DECODER_PREFIX: &str = "mask_decoder.";
+
+impl<B: Backend> Sam<B> {
+    /// Loads an official checkpoint (`sam_vit_{b,l,h}_*.pth`, or a `.safetensors` export of the same state
+    /// dict) unmodified, the architecture inferred from its shapes ([`SamConfig::infer`]); `decoder_heads`
+    /// (not visible in shapes) defaults to the official 8.
+    ///
+    /// # Errors
+    /// [`SamError::Checkpoint`] for an unreadable or truncated file and for a missing, unexpected or
+    /// mis-shaped tensor (naming the key); [`SamError::Config`] when the shapes are not SAM's.
+    pub fn load(
+        path: impl AsRef<Path>,
+        decoder_heads: Option<usize>,
+        device: &B::Device,
+    ) -> Result<Self, SamError> {
+        let path = path.as_ref();
+        let shapes = read_shapes(path)?;
+        let config = SamConfig::infer(&shapes.tensors, decoder_heads.unwrap_or(8))?;
+        Self::load_checked(path, config, &shapes, device)
+    }
+
+    /// Loads a checkpoint into the given architecture (e.g. a named variant), checking every tensor.
+    ///
+    /// # Errors
+    /// As [`Sam::load`].
+    pub fn load_with_config(
+        path: impl AsRef<Path>,
+        config: SamConfig,
+        device: &B::Device,
+    ) -> Result<Self, SamError> {
+        let path = path.as_ref();
+        let shapes = read_shapes(path)?;
+        Self::load_checked(path, config, &shapes, device)
+    }
+
+    /// Official key → shape of every tensor this architecture needs.
+    pub fn expected_shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        pslg_checkpoint::expected_shapes::<B, _>(self, &KEYS)
+    }
+
+    /// Writes the mask decoder alone as a safetensors file with the official key names
+    /// (`mask_decoder.…`): what `pslg finetune-decoder` produces and [`Sam::load_decoder`] reads.
+    ///
+    /// # Errors
+    /// [`SamError::WriteCheckpoint`] (naming the file) when it cannot be written.
+    pub fn save_decoder(&self, path: impl AsRef<Path>) -> Result<(), SamError> {
+        let path = path.as_ref();
+        let mut store = SafetensorsStore::from_file(path)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .overwrite(true)
+            .with_key_remapping("^", DECODER_PREFIX);
+        for (official, port) in KEYS.0 {
+            if official.starts_with(DECODER_PREFIX) {
+                store = store.with_key_remapping(format!("^{}", regex_escape(port)), *official);
+            }
         }
+        self.mask_decoder
+            .save_into(&mut store)
+            .map_err(|e| SamError::WriteCheckpoint {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
     }
-    path.to_string()
-}
 
-/// Regex pairs for `burn-store`'s key remapping: official → port.
-pub(crate) fn remap_patterns() -> Vec<(String, String)> {
-    KEY_MAP
-        .iter()
-        .map(|(official, port)| {
-            (
-                format!("^{}", official.replace('.', r"\.")),
-                port.to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Whether a path names a safetensors file (else it is read as a PyTorch `.pth`).
-pub(crate) fn is_safetensors(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
-}
-
-/// Key → shape of every tensor in a checkpoint, official names.
-pub(crate) fn read_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>, SamError> {
-    let read_err = |reason: String| SamError::ReadCheckpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if !path.is_file() {
-        return Err(read_err("no such file".into()));
-    }
-    let collect = |snaps: &BTreeMap<String, burn_store::TensorSnapshot>| {
-        snaps
+    /// Replaces the mask decoder's weights with those of `path`: a file [`Sam::save_decoder`] wrote (a
+    /// fine-tuned decoder), or any SAM checkpoint of the same architecture (only its `mask_decoder.*`
+    /// tensors are read). The image and prompt encoders are untouched.
+    ///
+    /// # Errors
+    /// [`SamError::Checkpoint`] for an unreadable file, or naming the decoder key that is missing, unexpected
+    /// or mis-shaped (e.g. a decoder fine-tuned from another SAM variant).
+    pub fn load_decoder(mut self, path: impl AsRef<Path>) -> Result<Self, SamError> {
+        let path = path.as_ref();
+        let shapes = read_shapes(path)?;
+        let expected: BTreeMap<String, Vec<usize>> = self
+            .expected_shapes()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(DECODER_PREFIX))
+            .collect();
+        check_shapes(
+            path,
+            &expected,
+            &shapes.tensors,
+            |k, _| k.starts_with(DECODER_PREFIX),
+            || format!("the mask decoder of {:?}", self.config()),
+        )?;
+        // Official decoder keys → the decoder's own paths: the Sequential renames, then the prefix dropped.
+        let patterns: Vec<(String, String)> = KEYS
+            .0
             .iter()
-            .map(|(k, s)| (k.clone(), s.shape.to_vec()))
-            .collect::<BTreeMap<_, _>>()
-    };
-    // Both readers may panic on malformed input deep inside third-party parsers; keep that a typed error.
-    let result = std::panic::catch_unwind(|| {
-        if is_safetensors(path) {
-            let mut store = SafetensorsStore::from_file(path);
-            store
-                .get_all_snapshots()
-                .map(collect)
-                .map_err(|e| e.to_string())
-        } else {
-            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
-            store
-                .get_all_snapshots()
-                .map(collect)
-                .map_err(|e| e.to_string())
-        }
-    });
-    match result {
-        Ok(Ok(map)) if map.is_empty() => Err(read_err("it holds no tensors".into())),
-        Ok(Ok(map)) => Ok(map),
-        Ok(Err(e)) => Err(read_err(e)),
-        Err(_) => Err(read_err("the reader failed on malformed data".into())),
+            .filter(|(official, _)| official.starts_with(DECODER_PREFIX))
+            .map(|(official, port)| (format!("^{}", regex_escape(official)), port.to_string()))
+            .chain([(format!("^{}", regex_escape(DECODER_PREFIX)), String::new())])
+            .collect();
+        self.mask_decoder = load_into(self.mask_decoder, path, &shapes, &patterns, true)?;
+        Ok(self)
     }
+
+    fn load_checked(
+        path: &Path,
+        config: SamConfig,
+        shapes: &pslg_checkpoint::Shapes,
+        device: &B::Device,
+    ) -> Result<Self, SamError> {
+        let model = Self::new(config, device)?;
+        let expected = model.expected_shapes();
+        check_shapes(
+            path,
+            &expected,
+            &shapes.tensors,
+            |_, _| true,
+            || format!("{:?}", model.config()),
+        )?;
+        let patterns: Vec<(String, String)> = KEYS
+            .remap_patterns()
+            .into_iter()
+            .map(|(from, to)| (format!("^{from}"), to))
+            .collect();
+        Ok(load_into(model, path, shapes, &patterns, false)?)
+    }
+}
+
+/// `.` escaped for a regex (the table's keys have no other special character).
+fn regex_escape(s: &str) -> String {
+    s.replace('.', r"\.")
 }

@@ -33,6 +33,29 @@ impl Prompt {
         self
     }
 
+    /// The PSLG-SAM prompt of a region: the box of `roi` (a clamped box prompt, `x2`/`y2` exclusive) as the
+    /// official predictor takes it (its corner pixels, `x2 − 1`, `y2 − 1`), and the foreground point `point`
+    /// (`x, y` pixels; the CFPG point) when there is one.
+    ///
+    /// # Examples
+    /// ```
+    /// use pslg_core::Roi;
+    /// use pslg_sam::Prompt;
+    /// let roi = Roi { x: 10, y: 20, width: 30, height: 40 };
+    /// let p = Prompt::for_region(roi, Some([25.0, 35.0]));
+    /// assert_eq!(p.bbox, Some([10.0, 20.0, 39.0, 59.0]));
+    /// assert_eq!(p.points, vec![([25.0, 35.0], 1)]);
+    /// ```
+    pub fn for_region(roi: pslg_core::Roi, point: Option<[f32; 2]>) -> Self {
+        let (x1, y1) = (roi.x as f32, roi.y as f32);
+        let (x2, y2) = ((roi.x + roi.width) as f32, (roi.y + roi.height) as f32);
+        let prompt = Self::default().with_box([x1, y1, x2 - 1.0, y2 - 1.0]);
+        match point {
+            Some(xy) => prompt.with_point(xy, 1),
+            None => prompt,
+        }
+    }
+
     /// Sets the low-resolution mask input.
     pub fn with_mask_input(mut self, values: Vec<f32>, height: usize, width: usize) -> Self {
         self.mask_input = Some((values, height, width));

@@ -3,6 +3,7 @@
 
 use burn_ndarray::NdArray;
 use burn_store::{ModuleStore, PytorchStore};
+use pslg_checkpoint::CheckpointError as C;
 use pslg_sam::{Prompt, Sam, SamConfig, SamError, SamPredictor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ fn missing_unexpected_and_misshaped_tensors_are_named() {
     let p = tmp("missing.safetensors");
     write_safetensors(&p, &missing);
     match Sam::<B>::load(&p, Some(2), &device) {
-        Err(SamError::MissingTensor { key, expected, .. }) => {
+        Err(SamError::Checkpoint(C::MissingTensor { key, expected, .. })) => {
             assert_eq!(key, "mask_decoder.iou_token.weight");
             assert_eq!(expected, vec![1, 32]);
         }
@@ -103,7 +104,7 @@ fn missing_unexpected_and_misshaped_tensors_are_named() {
     let p = tmp("extra.safetensors");
     write_safetensors(&p, &extra);
     match Sam::<B>::load(&p, Some(2), &device) {
-        Err(SamError::UnexpectedTensor { key, shape, .. }) => {
+        Err(SamError::Checkpoint(C::UnexpectedTensor { key, shape, .. })) => {
             assert_eq!(key, "image_encoder.extra.weight");
             assert_eq!(shape, vec![2]);
         }
@@ -119,12 +120,12 @@ fn missing_unexpected_and_misshaped_tensors_are_named() {
     write_safetensors(&p, &bad);
     let err = Sam::<B>::load(&p, Some(2), &device).unwrap_err();
     match &err {
-        SamError::ShapeMismatch {
+        SamError::Checkpoint(C::ShapeMismatch {
             key,
             found,
             expected,
             ..
-        } => {
+        }) => {
             assert_eq!(key, "mask_decoder.transformer.layers.1.norm2.bias");
             assert_eq!((found.clone(), expected.clone()), (vec![31], vec![32]));
         }
@@ -135,7 +136,10 @@ fn missing_unexpected_and_misshaped_tensors_are_named() {
     // A checkpoint of another architecture than the one asked for.
     let err = Sam::<B>::load_with_config(tiny().join("sam.pth"), SamConfig::vit_b(), &device)
         .unwrap_err();
-    assert!(matches!(err, SamError::ShapeMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, SamError::Checkpoint(C::ShapeMismatch { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -151,13 +155,13 @@ fn unreadable_checkpoints_are_typed_errors() {
         let p = tmp(name);
         std::fs::write(&p, content).unwrap();
         match Sam::<B>::load(&p, None, &device) {
-            Err(SamError::ReadCheckpoint { reason, .. }) => assert!(!reason.is_empty()),
+            Err(SamError::Checkpoint(C::Read { reason, .. })) => assert!(!reason.is_empty()),
             other => panic!("{name}: {other:?}"),
         }
     }
     assert!(matches!(
         Sam::<B>::load(tmp("absent.pth"), None, &device),
-        Err(SamError::ReadCheckpoint { .. })
+        Err(SamError::Checkpoint(C::Read { .. }))
     ));
 }
 
@@ -243,7 +247,7 @@ fn decoder_alone_saves_and_loads_with_official_names() {
         .load_decoder(&path)
         .unwrap_err();
     assert!(
-        matches!(&err, SamError::ShapeMismatch { key, .. } if key.contains("mlp")),
+        matches!(&err, SamError::Checkpoint(C::ShapeMismatch { key, .. }) if key.contains("mlp")),
         "{err}"
     );
 }

@@ -8,8 +8,8 @@ use clap::Args;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use pslg::PslgError;
-use pslg::cases::{Case, read_cases};
 use pslg::io::{LoadOptions, load_rgb_with, save_mask};
+use pslg_datasets::cases::{Case, read_cases};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -147,7 +147,10 @@ pub(crate) fn run(a: BatchArgs) -> Result<()> {
         &image::RgbImage,
         pslg::cfpg::PixelBox,
     ) -> Result<pslg::BoxMask, PslgError>| {
-        let image = match load_rgb_with(path, &load_options).and_then(|i| prepare(&i).map(|()| i)) {
+        let image = match load_rgb_with(path, &load_options)
+            .map_err(PslgError::from)
+            .and_then(|i| prepare(&i).map(|()| i))
+        {
             Ok(i) => i,
             Err(e) => {
                 let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,7 +169,9 @@ pub(crate) fn run(a: BatchArgs) -> Result<()> {
             let result = segment(&image, bbox);
             let elapsed = t.elapsed();
             match result.and_then(|out| {
-                save_mask(&out.mask, &a.out_dir.join(format!("{}.png", c.id))).map(|()| out)
+                save_mask(&out.mask, &a.out_dir.join(format!("{}.png", c.id)))
+                    .map(|()| out)
+                    .map_err(PslgError::from)
             }) {
                 Ok(out) => reports
                     .lock()

@@ -2,10 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pslg::PslgError;
-use pslg::cases::read_cases;
 use pslg::io::load_mask;
 use pslg::metrics::{Accumulator, mask_stats_by};
+use pslg_datasets::cases::read_cases;
 use std::path::PathBuf;
 
 /// `pslg eval`.
@@ -39,24 +38,21 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
             image::GrayImage::new(gt.width(), gt.height())
         };
         if pred.dimensions() != gt.dimensions() {
-            return Err(PslgError::MaskSize {
-                path: pred_path,
-                got: pred.dimensions(),
-                expected: gt.dimensions(),
-            }
-            .into());
+            anyhow::bail!(
+                "{}: mask is {:?} but the ground truth is {:?} (width, height); predict on the case's own image",
+                pred_path.display(),
+                pred.dimensions(),
+                gt.dimensions()
+            );
         }
         let stats = mask_stats_by(pred.as_raw(), gt.as_raw(), |&v| v != 0, |&v| v != 0)?;
         acc.add(stats, c.category.as_deref());
     }
     let s = acc.summary();
     if a.table {
-        say!(
-            "{}",
-            pslg::evaluate::format_table(&[("all", &s)]).trim_end()
-        );
+        say!("{}", pslg_eval::format_table(&[("all", &s)]).trim_end());
     } else {
-        say!("{}", pslg::evaluate::summary_json(&s));
+        say!("{}", pslg_eval::summary_json(&s));
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ pub(crate) struct EvalRrsisArgs {
     pub(crate) root: PathBuf,
     /// `refcoco` (RRSIS-D, RRSIS-M), `refsegrs`, or `pairs` (`ROOT/{split}.jsonl` of image–mask pairs with
     /// a sentence each: `{"id", "image", "mask", "text", "category"?}`).
-    #[arg(long, default_value = "refcoco", value_parser = |s: &str| s.parse::<pslg::rrsis::Layout>())]
-    pub(crate) layout: pslg::rrsis::Layout,
+    #[arg(long, default_value = "refcoco", value_parser = |s: &str| s.parse::<pslg_datasets::rrsis::Layout>())]
+    pub(crate) layout: pslg_datasets::rrsis::Layout,
     /// Split to evaluate (`test`, `val`, `train`…).
     #[arg(long, default_value = "test")]
     pub(crate) split: String,
@@ -44,7 +44,7 @@ pub(crate) struct EvalRrsisArgs {
     pub(crate) ablation: bool,
     /// `original` (masks at the image size) or a square side such as `480` (RMSIN's protocol).
     #[arg(long, default_value = "original")]
-    pub(crate) protocol: pslg::evaluate::Protocol,
+    pub(crate) protocol: pslg_eval::Protocol,
     /// Results file (JSON lines: settings, one line per sample, summary). An existing one is resumed.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -64,9 +64,9 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
     a: EvalRrsisArgs,
     device: B::Device,
 ) -> Result<()> {
-    use pslg::evaluate::{EvalSettings, ResultsFile, Tally, Variant, evaluate, format_table};
+    use pslg_eval::{EvalSettings, ResultsFile, Tally, Variant, evaluate, format_table};
     let t = Instant::now();
-    let mut samples = pslg::rrsis::read_split(a.layout, &a.root, &a.refs, &a.split)?;
+    let mut samples = pslg_datasets::rrsis::read_split(a.layout, &a.root, &a.refs, &a.split)?;
     if let Some(n) = a.limit {
         samples.truncate(n);
     }
@@ -114,7 +114,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
     let settings = EvalSettings {
         gt_box: a.gt_box,
         variants: variants.clone(),
-        protocol: a.protocol.to_string(),
+        protocol: a.protocol,
         run: serde_json::json!({
             "root": a.root.display().to_string(),
             "layout": a.layout.name(),
@@ -163,7 +163,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
     let summaries = tally.summaries();
     let mut lines = Vec::new();
     for (v, s) in variants.iter().zip(&summaries) {
-        let mut j = pslg::evaluate::summary_json(s);
+        let mut j = pslg_eval::summary_json(s);
         if a.ablation {
             j["cfpg"] = v.cfpg.into();
             j["mbo"] = v.mbo.into();

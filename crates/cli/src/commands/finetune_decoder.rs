@@ -1,10 +1,10 @@
 //! `pslg finetune-decoder`: SAM's mask decoder fine-tuned on a fraction of a training split (Table 4).
 
-use crate::report::round2;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pslg::{BoxSegmenter, BoxSegmenterParams};
+use pslg_datasets::rrsis::{Layout, read_split};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,8 +16,8 @@ pub(crate) struct FinetuneDecoderArgs {
     pub(crate) root: PathBuf,
     /// `refcoco` (RRSIS-D, RRSIS-M), `refsegrs`, or `pairs` (`ROOT/{split}.jsonl` of image–mask pairs with
     /// a sentence each: `{"id", "image", "mask", "text", "category"?}`).
-    #[arg(long, default_value = "refcoco", value_parser = |s: &str| s.parse::<pslg::rrsis::Layout>())]
-    pub(crate) layout: pslg::rrsis::Layout,
+    #[arg(long, default_value = "refcoco", value_parser = |s: &str| s.parse::<Layout>())]
+    pub(crate) layout: Layout,
     /// The references pickle of the refcoco layout, relative to --root.
     #[arg(long, default_value = "refs(unc).p")]
     pub(crate) refs: String,
@@ -73,7 +73,8 @@ pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
     a: &FinetuneDecoderArgs,
     device: B::Device,
 ) -> Result<()> {
-    use pslg::finetune::{DecoderTrainer, EmbeddingCache, EpochReport, FinetuneConfig};
+    use burn::module::AutodiffModule;
+    use pslg_sam::finetune::{EmbeddingCache, FinetuneConfig, FinetuneEvent, finetune};
     let config = FinetuneConfig {
         fraction: a.fraction,
         epochs: a.epochs,
@@ -83,8 +84,8 @@ pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
         seed: a.seed,
     };
     config.validate()?;
-    let train_all = pslg::rrsis::read_split(a.layout, &a.root, &a.refs, &a.split)?;
-    let mut val = pslg::rrsis::read_split(a.layout, &a.root, &a.refs, &a.val_split)?;
+    let train_all = read_split(a.layout, &a.root, &a.refs, &a.split)?;
+    let mut val = read_split(a.layout, &a.root, &a.refs, &a.val_split)?;
     if let Some(n) = a.val_limit {
         val.truncate(n);
     }
@@ -101,39 +102,11 @@ pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
         a.val_split
     );
     let sam = pslg::sam::Sam::<B>::load(&a.sam, Some(a.sam_decoder_heads), &device)?;
-    let last = a.out.join("last");
-    let mut trainer = if last.join("state.json").is_file() {
-        let t = DecoderTrainer::resume(sam, &last, device.clone())?;
-        let stored = t.config();
-        if (
-            stored.fraction,
-            stored.seed,
-            stored.lr,
-            stored.weight_decay,
-            stored.batch_size,
-        ) != (a.fraction, a.seed, a.lr, a.weight_decay, a.batch_size)
-        {
-            bail!(
-                "{} was started with other settings ({stored:?}); use the same flags to resume, or another --out",
-                last.display()
-            );
-        }
-        eprintln!("pslg: resuming {} after epoch {}", last.display(), t.epoch);
-        t
-    } else {
-        DecoderTrainer::new(sam, config.clone(), device.clone())?
-    };
-    // More epochs than the stored run asked for extend it.
-    let stages = if a.box_only {
-        BoxSegmenter::new(BoxSegmenterParams {
-            cfpg: None,
-            ..Default::default()
-        })?
-    } else {
-        BoxSegmenter::new(BoxSegmenterParams::default())?
-    };
+    let stages = BoxSegmenter::new(BoxSegmenterParams {
+        cfpg: BoxSegmenterParams::default().cfpg.filter(|_| !a.box_only),
+        ..Default::default()
+    })?;
     let cache = EmbeddingCache::new(a.cache.clone().unwrap_or_else(|| a.out.join("embeddings")));
-    let inner = trainer.model();
     let bar = |n: usize, what: &str| -> Result<ProgressBar> {
         let b = ProgressBar::new(n as u64);
         b.set_style(ProgressStyle::with_template(&format!(
@@ -146,84 +119,60 @@ pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
         train.len() + val.len(),
         "samples prepared (embeddings cached, CFPG points)",
     )?;
-    let train_ex = cache.prepare(&inner, &device, &train, &stages, || pb.inc(1))?;
-    let val_ex = cache.prepare(&inner, &device, &val, &stages, || pb.inc(1))?;
+    let inner = sam.valid();
+    let point = |image: &image::RgbImage, bbox| stages.sam_point(image, bbox);
+    let train_ex = cache.prepare(&inner, &device, &train, point, || pb.inc(1))?;
+    let val_ex = cache.prepare(&inner, &device, &val, point, || pb.inc(1))?;
     pb.finish_and_clear();
+    drop(inner);
     eprintln!(
         "pslg: examples prepared in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    drop(inner);
-    let report = |r: &EpochReport| {
-        say!(
-            "{}",
-            serde_json::json!({
-                "epoch": r.epoch,
-                "train_loss": r.train_loss,
-                "val_mIoU": round2(100.0 * r.val_miou),
-                "val_oIoU": round2(100.0 * r.val_oiou),
-                "seconds": round2(r.seconds),
-            })
-        );
-    };
-    let best_dir = a.out.join("best");
-    if trainer.history.is_empty() {
-        let t = Instant::now();
-        let pb = bar(val_ex.len(), "validation samples (frozen decoder)")?;
-        let s = trainer.validate(&val_ex, || pb.inc(1))?;
-        pb.finish_and_clear();
-        let r = EpochReport {
-            epoch: 0,
-            train_loss: 0.0,
-            val_miou: s.miou,
-            val_oiou: s.oiou,
-            seconds: t.elapsed().as_secs_f64(),
-        };
-        report(&r);
-        trainer.history.push(r);
-        trainer.save(&last)?;
-        trainer.save(&best_dir)?;
+    let mut pb: Option<ProgressBar> = None;
+    let mut failed_bar: Option<anyhow::Error> = None;
+    let trainer = finetune(
+        sam,
+        config,
+        device,
+        &a.out,
+        &train_ex,
+        &val_ex,
+        |event| match event {
+            FinetuneEvent::Resumed { dir, epoch } => {
+                eprintln!("pslg: resuming {} after epoch {epoch}", dir.display());
+            }
+            FinetuneEvent::EpochStart { epoch, samples } => {
+                let what = if epoch == 0 {
+                    "validation samples (frozen decoder)".to_owned()
+                } else {
+                    format!("samples of epoch {epoch}")
+                };
+                match bar(samples, &what) {
+                    Ok(b) => pb = Some(b),
+                    Err(e) => failed_bar = Some(e),
+                }
+            }
+            FinetuneEvent::Sample => {
+                if let Some(b) = &pb {
+                    b.inc(1);
+                }
+            }
+            FinetuneEvent::Epoch(r) => {
+                if let Some(b) = pb.take() {
+                    b.finish_and_clear();
+                }
+                say!("{}", r.to_json());
+            }
+            _ => {}
+        },
+    )?;
+    if let Some(e) = failed_bar {
+        return Err(e);
     }
-    let epochs = if train_ex.is_empty() {
-        trainer.epoch
-    } else {
-        a.epochs
-    };
-    while trainer.epoch < epochs {
-        let t = Instant::now();
-        let pb = bar(
-            train_ex.len() + val_ex.len(),
-            &format!("samples of epoch {}", trainer.epoch + 1),
-        )?;
-        let loss = trainer.train_epoch(&train_ex, || pb.inc(1))?;
-        let s = trainer.validate(&val_ex, || pb.inc(1))?;
-        pb.finish_and_clear();
-        let best_so_far = trainer
-            .history
-            .iter()
-            .map(|r| r.val_miou)
-            .fold(f64::MIN, f64::max);
-        let r = EpochReport {
-            epoch: trainer.epoch,
-            train_loss: loss,
-            val_miou: s.miou,
-            val_oiou: s.oiou,
-            seconds: t.elapsed().as_secs_f64(),
-        };
-        report(&r);
-        trainer.history.push(r);
-        trainer.save(&last)?;
-        if s.miou > best_so_far {
-            trainer.save(&best_dir)?;
-        }
-    }
-    let best = trainer
-        .history
-        .iter()
-        .max_by(|x, y| x.val_miou.total_cmp(&y.val_miou))
-        .map_or(0, |r| r.epoch);
     eprintln!(
-        "pslg: best validation mIoU at epoch {best}; use --decoder {} with eval-rrsis",
+        "pslg: best validation mIoU at epoch {}; use --decoder {} with eval-rrsis",
+        trainer.best_epoch(),
         a.out.display()
     );
     Ok(())

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use geo::MapCoords;
 use image::RgbImage;
-use pslg::cases::parse_box;
+use pslg::BoxSegmenter;
 use pslg::geo::{GeoReference, ObjectFeature, feature_collection, mask_polygons};
 use pslg::io::{LoadOptions, is_tiff_path, load_rgb_window, load_rgb_with, save_mask_for};
-use pslg::{BoxSegmenter, PslgError};
+use pslg_core::PixelBox;
 use std::path::Path;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -137,7 +137,7 @@ pub(crate) fn run(a: SegmentArgs) -> Result<()> {
     // `--text` decodes the image to ground the sentence; the segmentation reuses it.
     let mut decoded: Option<RgbImage> = None;
     let (bbox, prompt) = match (&a.bbox, &a.box_map, &a.text) {
-        (Some(b), _, _) => (parse_box(b)?, format!("box {b}")),
+        (Some(b), _, _) => (b.parse::<PixelBox>()?, format!("box {b}")),
         (None, Some(m), _) => (
             map_box(m, georef.as_ref(), &a.image)?,
             format!("map box {m}"),
@@ -313,10 +313,11 @@ pub(crate) fn run(a: SegmentArgs) -> Result<()> {
                 Some(&prompt),
             )
         };
-        pic.save(path).map_err(|source| PslgError::WriteImage {
-            path: path.clone(),
-            source,
-        })?;
+        pic.save(path)
+            .map_err(|source| pslg::io::RasterError::WriteImage {
+                path: path.clone(),
+                source,
+            })?;
         say!("overlay written to {}", path.display());
     }
     Ok(())
@@ -344,7 +345,11 @@ fn segment_in_tiles(
         &grid,
         bbox,
         |side| seg.context_margin(side),
-        |roi| load_rgb_window(&a.image, roi, &fixed).map(|(img, _)| img),
+        |roi| {
+            load_rgb_window(&a.image, roi, &fixed)
+                .map(|(img, _)| img)
+                .map_err(Into::into)
+        },
         |tile, b| match sam.as_deref_mut() {
             // SAM encodes each tile it is used in.
             Some(s) => s.set_image(tile).and_then(|()| s.segment(tile, b)),

@@ -233,7 +233,7 @@ fn gt_box_matches_batch_and_eval_on_real_images() {
         return;
     }
     let d = common::tmp("eval-real");
-    let cases = pslg::cases::read_cases(&dev.join("cases.jsonl")).unwrap();
+    let cases = pslg_datasets::cases::read_cases(&dev.join("cases.jsonl")).unwrap();
     std::fs::create_dir_all(d.join("JPEGImages")).unwrap();
     let mut images: Vec<PathBuf> = cases.iter().map(|c| c.image.clone()).collect();
     images.sort();

@@ -5,12 +5,12 @@ use crate::common;
 
 use burn::backend::Autodiff;
 use burn_ndarray::NdArray;
-use pslg::finetune::{
-    DecoderTrainer, EmbeddingCache, FinetuneConfig, bce_with_logits, low_res_target,
-};
-use pslg::rrsis::read_refcoco;
 use pslg::sam::Sam;
 use pslg::{BoxSegmenter, BoxSegmenterParams};
+use pslg_datasets::rrsis::read_refcoco;
+use pslg_sam::finetune::{
+    DecoderTrainer, EmbeddingCache, FinetuneConfig, bce_with_logits, low_res_target,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -69,10 +69,22 @@ fn the_fine_tuned_decoder_beats_the_frozen_one() {
     let cache = EmbeddingCache::new(d.join("cache"));
     let inner = t.model();
     let train_ex = cache
-        .prepare(&inner, &device, &train, &stages, || {})
+        .prepare(
+            &inner,
+            &device,
+            &train,
+            |im: &image::RgbImage, b| stages.sam_point(im, b),
+            || {},
+        )
         .unwrap();
     let val_ex = cache
-        .prepare(&inner, &device, &val, &stages, || {})
+        .prepare(
+            &inner,
+            &device,
+            &val,
+            |im: &image::RgbImage, b| stages.sam_point(im, b),
+            || {},
+        )
         .unwrap();
     assert_eq!((train_ex.len(), val_ex.len()), (train.len(), val.len()));
     // One embedding per image (of the train and val splits), whatever the number of sentences.

@@ -6,6 +6,7 @@ use crate::common;
 use burn::tensor::{Tensor, TensorData};
 use burn_ndarray::NdArray;
 use burn_store::{ModuleStore, PytorchStore};
+use pslg_checkpoint::CheckpointError as C;
 use pslg_grounding::{GroundingError, Lqvg, TextConfig, TokenBatch};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,7 +110,7 @@ fn missing_unexpected_and_misshapen_tensors_name_the_key() {
     let path = tmp("missing.safetensors");
     write_safetensors(&path, &sd);
     match Lqvg::<B>::load(&path, text(), None, &device) {
-        Err(GroundingError::MissingTensor { key, expected, .. }) => {
+        Err(GroundingError::Checkpoint(C::MissingTensor { key, expected, .. })) => {
             assert_eq!(key, "transformer.encoder.layers.1.norm2.weight");
             assert_eq!(expected, vec![32]);
         }
@@ -121,12 +122,12 @@ fn missing_unexpected_and_misshapen_tensors_name_the_key() {
     let path = tmp("shape.safetensors");
     write_safetensors(&path, &sd);
     match Lqvg::<B>::load(&path, text(), None, &device) {
-        Err(GroundingError::ShapeMismatch {
+        Err(GroundingError::Checkpoint(C::ShapeMismatch {
             key,
             found,
             expected,
             ..
-        }) => {
+        })) => {
             assert_eq!(key, "class_embed.1.bias");
             assert_eq!((found, expected), (vec![2], vec![1]));
         }
@@ -138,7 +139,7 @@ fn missing_unexpected_and_misshapen_tensors_name_the_key() {
     let path = tmp("extra.safetensors");
     write_safetensors(&path, &sd);
     match Lqvg::<B>::load(&path, text(), None, &device) {
-        Err(GroundingError::UnexpectedTensor { key, shape, .. }) => {
+        Err(GroundingError::Checkpoint(C::UnexpectedTensor { key, shape, .. })) => {
             assert_eq!((key.as_str(), shape), ("mask_head.weight", vec![3]));
         }
         other => panic!("{other:?}"),
@@ -177,7 +178,7 @@ fn unreadable_files_are_read_errors_and_bad_inputs_text_errors() {
     std::fs::write(&empty, b"").expect("write");
     for path in [&truncated, &junk, &empty, &tmp("absent.pth")] {
         match Lqvg::<B>::load(path, text(), None, &device) {
-            Err(GroundingError::ReadCheckpoint { path: p, .. }) => assert_eq!(&p, path),
+            Err(GroundingError::Checkpoint(C::Read { path: p, .. })) => assert_eq!(&p, path),
             other => panic!("{}: {other:?}", path.display()),
         }
     }

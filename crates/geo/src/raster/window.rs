@@ -2,10 +2,9 @@
 //! 8-bit stretches (joint min/max or per-band percentiles, streamed over a whole scene), and windowed reads
 //! that decode only the strips or tiles a region touches.
 
-use super::{LoadOptions, Stretch, decode, is_tiff_path, load_rgb_with};
-use crate::PslgError;
+use super::{LoadOptions, RasterError, Stretch, decode, is_tiff_path, load_rgb_with};
 use image::{DynamicImage, Rgb, RgbImage};
-use pslg_cfpg::Roi;
+use pslg_core::Roi;
 use std::path::Path;
 
 /// Whether the file starts with a TIFF byte-order mark.
@@ -59,16 +58,16 @@ impl Raster {
         }
     }
 
-    pub(super) fn read_tiff(path: &Path) -> Result<Self, PslgError> {
+    pub(super) fn read_tiff(path: &Path) -> Result<Self, RasterError> {
         Self::read_tiff_window(path, None).map(|(r, _)| r)
     }
 
     /// Reads a TIFF, or only `window` of it (clamped to the image; returned) by decoding just the strips or
     /// tiles the window touches.
-    fn read_tiff_window(path: &Path, window: Option<Roi>) -> Result<(Self, Roi), PslgError> {
+    fn read_tiff_window(path: &Path, window: Option<Roi>) -> Result<(Self, Roi), RasterError> {
         use tiff::decoder::{ChunkType, Decoder};
         use tiff::tags::Tag;
-        let err = |e: String| PslgError::ReadImage {
+        let err = |e: String| RasterError::ReadImage {
             path: path.to_path_buf(),
             source: image::ImageError::IoError(std::io::Error::other(e)),
         };
@@ -280,12 +279,12 @@ fn samples_f32(data: tiff::decoder::DecodingResult) -> (Vec<f32>, bool) {
 /// over the window. Other formats are decoded whole and cropped.
 ///
 /// # Errors
-/// As [`load_rgb_with`], plus [`PslgError::Bands`] for a window outside the image.
+/// As [`load_rgb_with`], plus [`RasterError::Bands`] for a window outside the image.
 pub fn load_rgb_window(
     path: &Path,
     window: Roi,
     options: &LoadOptions,
-) -> Result<(RgbImage, Roi), PslgError> {
+) -> Result<(RgbImage, Roi), RasterError> {
     if !(is_tiff_path(path) || is_tiff_content(path)) {
         let full = load_rgb_with(path, options)?;
         let win = clamp_window(window, full.width(), full.height(), path)?;
@@ -293,10 +292,12 @@ pub fn load_rgb_window(
         return Ok((crop, win));
     }
     let (raster, win) = Raster::read_tiff_window(path, Some(window))?;
-    let rgb = raster.to_rgb8(options).map_err(|reason| PslgError::Bands {
-        path: path.to_path_buf(),
-        reason,
-    })?;
+    let rgb = raster
+        .to_rgb8(options)
+        .map_err(|reason| RasterError::Bands {
+            path: path.to_path_buf(),
+            reason,
+        })?;
     Ok((rgb, win))
 }
 
@@ -308,7 +309,7 @@ pub fn load_rgb_window(
 ///
 /// # Errors
 /// As [`load_rgb_with`].
-pub fn scene_stretch(path: &Path, options: &LoadOptions) -> Result<Stretch, PslgError> {
+pub fn scene_stretch(path: &Path, options: &LoadOptions) -> Result<Stretch, RasterError> {
     scene_stretch_in_strips(path, options, None)
 }
 
@@ -317,11 +318,11 @@ pub(super) fn scene_stretch_in_strips(
     path: &Path,
     options: &LoadOptions,
     rows: Option<u32>,
-) -> Result<Stretch, PslgError> {
+) -> Result<Stretch, RasterError> {
     if matches!(options.stretch, Stretch::Fixed { .. }) {
         return Ok(options.stretch);
     }
-    let bands_err = |reason: String| PslgError::Bands {
+    let bands_err = |reason: String| RasterError::Bands {
         path: path.to_path_buf(),
         reason,
     };
@@ -329,13 +330,13 @@ pub(super) fn scene_stretch_in_strips(
         return scene_stretch_of(&Raster::from_image(decode(path)?), options).map_err(bands_err);
     }
     let (width, height) = {
-        let file = std::fs::File::open(path).map_err(|e| PslgError::ReadImage {
+        let file = std::fs::File::open(path).map_err(|e| RasterError::ReadImage {
             path: path.to_path_buf(),
             source: image::ImageError::IoError(e),
         })?;
         tiff::decoder::Decoder::new(std::io::BufReader::new(file))
             .and_then(|mut d| d.dimensions())
-            .map_err(|e| PslgError::ReadImage {
+            .map_err(|e| RasterError::ReadImage {
                 path: path.to_path_buf(),
                 source: image::ImageError::IoError(std::io::Error::other(e.to_string())),
             })?
@@ -442,13 +443,13 @@ fn levels(stretch: Stretch, samples: &mut [Vec<f32>], lo: f32, hi: f32) -> Stret
 /// `window` clamped to a `width × height` image.
 ///
 /// # Errors
-/// [`PslgError::Bands`] when nothing of the window lies inside the image.
-fn clamp_window(window: Roi, width: u32, height: u32, path: &Path) -> Result<Roi, PslgError> {
+/// [`RasterError::Bands`] when nothing of the window lies inside the image.
+fn clamp_window(window: Roi, width: u32, height: u32, path: &Path) -> Result<Roi, RasterError> {
     let (x0, y0) = (window.x.min(width), window.y.min(height));
     let x1 = window.x.saturating_add(window.width).min(width);
     let y1 = window.y.saturating_add(window.height).min(height);
     if x1 <= x0 || y1 <= y0 {
-        return Err(PslgError::Bands {
+        return Err(RasterError::Bands {
             path: path.to_path_buf(),
             reason: format!("window {window:?} lies outside the {width}x{height} image"),
         });

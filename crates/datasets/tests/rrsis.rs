@@ -1,11 +1,12 @@
 //! RRSIS readers on datasets the tests write, and COCO mask decoding against pycocotools
 //! (`scripts/coco_masks_reference.py` wrote `tests/fixtures/coco_masks.json`).
 
-use crate::common;
+#[path = "../../../tests/common/mod.rs"]
+mod common;
 
 use common::{Ref, sent};
-use pslg::PslgError;
-use pslg::rrsis::{
+use pslg_datasets::DatasetError;
+use pslg_datasets::rrsis::{
     MaskSource, RleError, Segmentation, read_refcoco, read_refsegrs, rle_from_string,
 };
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ fn tmp(name: &str) -> PathBuf {
 fn coco_masks_match_pycocotools() {
     let fx: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/coco_masks.json"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/coco_masks.json"),
         )
         .unwrap(),
     )
@@ -152,17 +153,17 @@ fn refcoco_layout_every_sentence_is_a_sample() {
     bad[0].ann_id = 99;
     write_refcoco(&root, &bad);
     match read_refcoco(&root, "refs(unc).p", "test") {
-        Err(PslgError::Dataset { record, .. }) => assert!(record.contains("ref 0"), "{record}"),
+        Err(DatasetError::Dataset { record, .. }) => assert!(record.contains("ref 0"), "{record}"),
         other => panic!("{other:?}"),
     }
     std::fs::write(root.join("refs(unc).p"), b"not a pickle").unwrap();
     assert!(matches!(
         read_refcoco(&root, "refs(unc).p", "test"),
-        Err(PslgError::Dataset { .. })
+        Err(DatasetError::Dataset { .. })
     ));
     assert!(matches!(
         read_refcoco(&root, "absent.p", "test"),
-        Err(PslgError::Dataset { .. })
+        Err(DatasetError::Dataset { .. })
     ));
 }
 
@@ -185,17 +186,17 @@ fn refsegrs_reads_phrases_and_mask_files() {
     let mask = s[0].mask().unwrap();
     assert_eq!(mask.get_pixel(2, 1)[0], 255);
     assert_eq!(mask.pixels().filter(|p| p[0] == 255).count(), 1);
-    assert!(matches!(s[1].mask(), Err(PslgError::Dataset { .. })));
+    assert!(matches!(s[1].mask(), Err(DatasetError::Dataset { .. })));
     std::fs::write(root.join("output_phrase_val.txt"), "9\n").unwrap();
     match read_refsegrs(&root, "val") {
-        Err(PslgError::Dataset { record, .. }) => assert_eq!(record, "line 1"),
+        Err(DatasetError::Dataset { record, .. }) => assert_eq!(record, "line 1"),
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn image_mask_pairs_with_sentences() {
-    use pslg::rrsis::read_pairs;
+    use pslg_datasets::rrsis::read_pairs;
     let root = tmp("pairs");
     std::fs::write(
         root.join("test.jsonl"),
@@ -216,13 +217,13 @@ fn image_mask_pairs_with_sentences() {
     assert!(err.contains("p2") && err.contains("mask"), "{err}");
     assert!(matches!(
         read_pairs(&root, "train"),
-        Err(PslgError::ReadCases { .. })
+        Err(DatasetError::ReadCases { .. })
     ));
 }
 
 #[test]
 fn layouts_parse_by_name_and_refuse_others() {
-    use pslg::rrsis::{Layout, UnknownLayout};
+    use pslg_datasets::rrsis::{Layout, UnknownLayout};
     for l in Layout::ALL {
         assert_eq!(l.name().parse::<Layout>(), Ok(l));
     }

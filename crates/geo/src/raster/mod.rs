@@ -1,13 +1,58 @@
-//! Image and mask files: decoding PNG / JPEG / TIFF into 8-bit RGB, writing 0/255 masks.
+//! Raster I/O: decoding PNG / JPEG / TIFF (8/16/32-bit, 1–4 or more bands, windowed) into the 8-bit RGB the
+//! models see, with band selection and stretch; writing 0/255 masks as PNG or (Geo)TIFF.
 
-use crate::PslgError;
+use crate::GeoError;
 use image::{DynamicImage, GrayImage, ImageReader, Rgb, RgbImage};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-mod raster;
+mod window;
 
-use raster::{Raster, is_tiff_content};
-pub use raster::{load_rgb_window, scene_stretch};
+use window::{Raster, is_tiff_content};
+pub use window::{load_rgb_window, scene_stretch};
+
+/// Errors of the raster I/O: a file that cannot be read or written, a band selection or window that does not
+/// fit the image.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RasterError {
+    /// An image could not be opened or decoded.
+    #[error(
+        "cannot read image {path}: {source} (PNG, JPEG and TIFF with 8/16/32-bit samples are supported)"
+    )]
+    ReadImage {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// An image has no pixels.
+    #[error("image {path} has no pixels; check the file")]
+    EmptyImage {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An image could not be written.
+    #[error("cannot write {path}: {source}")]
+    WriteImage {
+        /// The file.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// A band selection, stretch or window cannot be applied to an image.
+    #[error("{path}: {reason}")]
+    Bands {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A GeoTIFF mask could not be written.
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+}
 
 /// How wide samples (16/32-bit, float) become the 8-bit values the models see. 8-bit images are never
 /// stretched.
@@ -67,8 +112,8 @@ pub struct ParseOptionError {
 ///
 /// # Examples
 /// ```
-/// assert_eq!(pslg::io::parse_bands("3, 2,1").unwrap(), vec![3, 2, 1]);
-/// assert!(pslg::io::parse_bands("red").is_err());
+/// assert_eq!(pslg_geo::raster::parse_bands("3, 2,1").unwrap(), vec![3, 2, 1]);
+/// assert!(pslg_geo::raster::parse_bands("red").is_err());
 /// ```
 pub fn parse_bands(text: &str) -> Result<Vec<usize>, ParseOptionError> {
     text.split(',')
@@ -119,7 +164,7 @@ impl LoadOptions {
     ///
     /// # Examples
     /// ```
-    /// use pslg::io::{LoadOptions, Stretch};
+    /// use pslg_geo::raster::{LoadOptions, Stretch};
     /// let o = LoadOptions::parse(Some("4,3,2"), "2,98").unwrap();
     /// assert_eq!(o.bands, Some(vec![4, 3, 2]));
     /// assert_eq!(o.stretch, Stretch::Percentile { low: 2.0, high: 98.0 });
@@ -136,9 +181,9 @@ impl LoadOptions {
 /// `tiff` crate's header, other formats through `image`).
 ///
 /// # Errors
-/// [`PslgError::ReadImage`] when the file cannot be opened or its header read.
-pub fn image_dimensions(path: &Path) -> Result<(u32, u32), PslgError> {
-    let read_err = |e: image::ImageError| PslgError::ReadImage {
+/// [`RasterError::ReadImage`] when the file cannot be opened or its header read.
+pub fn image_dimensions(path: &Path) -> Result<(u32, u32), RasterError> {
+    let read_err = |e: image::ImageError| RasterError::ReadImage {
         path: path.to_path_buf(),
         source: e,
     };
@@ -162,9 +207,9 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32), PslgError> {
 /// satellite rasters whose values use a small part of the 16-bit range.
 ///
 /// # Errors
-/// [`PslgError::ReadImage`] when the file cannot be opened or decoded, [`PslgError::EmptyImage`] for a 0-pixel
+/// [`RasterError::ReadImage`] when the file cannot be opened or decoded, [`RasterError::EmptyImage`] for a 0-pixel
 /// image.
-pub fn load_rgb(path: &Path) -> Result<RgbImage, PslgError> {
+pub fn load_rgb(path: &Path) -> Result<RgbImage, RasterError> {
     load_rgb_with(path, &LoadOptions::default())
 }
 
@@ -176,10 +221,10 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, PslgError> {
 /// 1–3.
 ///
 /// # Errors
-/// As [`load_rgb`], plus [`PslgError::Bands`] for a band number the image does not have, a band list that is
+/// As [`load_rgb`], plus [`RasterError::Bands`] for a band number the image does not have, a band list that is
 /// not one or three long, or a percentile range outside 0 ≤ low < high ≤ 100.
-pub fn load_rgb_with(path: &Path, options: &LoadOptions) -> Result<RgbImage, PslgError> {
-    let bands_err = |reason: String| PslgError::Bands {
+pub fn load_rgb_with(path: &Path, options: &LoadOptions) -> Result<RgbImage, RasterError> {
+    let bands_err = |reason: String| RasterError::Bands {
         path: path.to_path_buf(),
         reason,
     };
@@ -193,7 +238,7 @@ pub fn load_rgb_with(path: &Path, options: &LoadOptions) -> Result<RgbImage, Psl
     let rgb = if *options == LoadOptions::default() {
         to_rgb8(decode(path)?)
     } else {
-        let raster = if crate::io::is_tiff_path(path) || is_tiff_content(path) {
+        let raster = if is_tiff_path(path) || is_tiff_content(path) {
             Raster::read_tiff(path)?
         } else {
             Raster::from_image(decode(path)?)
@@ -201,7 +246,7 @@ pub fn load_rgb_with(path: &Path, options: &LoadOptions) -> Result<RgbImage, Psl
         raster.to_rgb8(options).map_err(bands_err)?
     };
     if rgb.width() == 0 || rgb.height() == 0 {
-        return Err(PslgError::EmptyImage {
+        return Err(RasterError::EmptyImage {
             path: path.to_path_buf(),
         });
     }
@@ -209,8 +254,8 @@ pub fn load_rgb_with(path: &Path, options: &LoadOptions) -> Result<RgbImage, Psl
 }
 
 /// Opens and decodes an image file, the format guessed from its content.
-fn decode(path: &Path) -> Result<DynamicImage, PslgError> {
-    let read_err = |source: image::ImageError| PslgError::ReadImage {
+fn decode(path: &Path) -> Result<DynamicImage, RasterError> {
+    let read_err = |source: image::ImageError| RasterError::ReadImage {
         path: path.to_path_buf(),
         source,
     };
@@ -258,8 +303,8 @@ pub fn to_rgb8(image: DynamicImage) -> RgbImage {
 /// Reads a mask file: any nonzero pixel of its first channel is foreground; returned as 0/255.
 ///
 /// # Errors
-/// [`PslgError::ReadImage`] when the file cannot be decoded.
-pub fn load_mask(path: &Path) -> Result<GrayImage, PslgError> {
+/// [`RasterError::ReadImage`] when the file cannot be decoded.
+pub fn load_mask(path: &Path) -> Result<GrayImage, RasterError> {
     let mut gray = match decode(path)? {
         DynamicImage::ImageLuma8(g) => g,
         other => {
@@ -279,16 +324,16 @@ pub fn load_mask(path: &Path) -> Result<GrayImage, PslgError> {
 /// Writes a 0/255 mask as PNG (creating parent folders).
 ///
 /// # Errors
-/// [`PslgError::WriteImage`] when the file cannot be written.
-pub fn save_mask(mask: &GrayImage, path: &Path) -> Result<(), PslgError> {
+/// [`RasterError::WriteImage`] when the file cannot be written.
+pub fn save_mask(mask: &GrayImage, path: &Path) -> Result<(), RasterError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| PslgError::WriteImage {
+        std::fs::create_dir_all(dir).map_err(|e| RasterError::WriteImage {
             path: path.to_path_buf(),
             source: image::ImageError::IoError(e),
         })?;
     }
     mask.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| PslgError::WriteImage {
+        .map_err(|source| RasterError::WriteImage {
             path: path.to_path_buf(),
             source,
         })
@@ -305,24 +350,24 @@ pub fn is_tiff_path(path: &Path) -> bool {
 /// `georef` when given (a GeoTIFF GIS tools overlay on the source image), anything else as PNG (0/255).
 ///
 /// # Errors
-/// [`PslgError::WriteImage`] or [`PslgError::Geo`] when the file cannot be written.
+/// [`RasterError::WriteImage`] or [`RasterError::Geo`] when the file cannot be written.
 pub fn save_mask_for(
     mask: &GrayImage,
     path: &Path,
-    georef: Option<&pslg_geo::GeoReference>,
-) -> Result<(), PslgError> {
+    georef: Option<&crate::GeoReference>,
+) -> Result<(), RasterError> {
     if !is_tiff_path(path) {
         return save_mask(mask, path);
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| PslgError::WriteImage {
+        std::fs::create_dir_all(dir).map_err(|e| RasterError::WriteImage {
             path: path.to_path_buf(),
             source: image::ImageError::IoError(e),
         })?;
     }
     match georef {
         Some(g) => g.write_mask(path, mask)?,
-        None => pslg_geo::write_plain_mask(path, mask)?,
+        None => crate::write_plain_mask(path, mask)?,
     }
     Ok(())
 }
@@ -331,7 +376,7 @@ pub fn save_mask_for(
 mod tests {
     use super::*;
     use image::{ImageBuffer, Luma, LumaA, Rgba};
-    use pslg_cfpg::Roi;
+    use pslg_core::Roi;
 
     fn tmp(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("pslg-io-{}", std::process::id()));
@@ -398,7 +443,7 @@ mod tests {
         for bad in [vec![0], vec![6], vec![1, 2]] {
             assert!(matches!(
                 load_rgb_with(&p, &opts(Some(bad), Stretch::MinMax)),
-                Err(PslgError::Bands { .. })
+                Err(RasterError::Bands { .. })
             ));
         }
         assert!(matches!(
@@ -412,7 +457,7 @@ mod tests {
                     }
                 )
             ),
-            Err(PslgError::Bands { .. })
+            Err(RasterError::Bands { .. })
         ));
         // Default: bands 1, 2, 3.
         let d = load_rgb_with(
@@ -483,7 +528,7 @@ mod tests {
                 stretch,
             };
             let whole = load_rgb_with(&p, &options).unwrap();
-            let fixed = raster::scene_stretch_in_strips(&p, &options, Some(7)).unwrap();
+            let fixed = window::scene_stretch_in_strips(&p, &options, Some(7)).unwrap();
             assert!(matches!(fixed, Stretch::Fixed { .. }), "{fixed:?}");
             assert_eq!(fixed, scene_stretch(&p, &options).unwrap());
             let fixed_options = LoadOptions {
@@ -539,7 +584,7 @@ mod tests {
     fn bad_files_are_typed_errors() {
         let p = tmp("garbage.png");
         std::fs::write(&p, b"not an image at all").unwrap();
-        assert!(matches!(load_rgb(&p), Err(PslgError::ReadImage { .. })));
+        assert!(matches!(load_rgb(&p), Err(RasterError::ReadImage { .. })));
         let p = tmp("truncated.png");
         let good = tmp("good.png");
         RgbImage::from_pixel(30, 30, Rgb([1, 2, 3]))
@@ -547,10 +592,10 @@ mod tests {
             .unwrap();
         let bytes = std::fs::read(&good).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(matches!(load_rgb(&p), Err(PslgError::ReadImage { .. })));
+        assert!(matches!(load_rgb(&p), Err(RasterError::ReadImage { .. })));
         assert!(matches!(
             load_rgb(&tmp("missing.png")),
-            Err(PslgError::ReadImage { .. })
+            Err(RasterError::ReadImage { .. })
         ));
     }
 

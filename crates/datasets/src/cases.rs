@@ -1,7 +1,7 @@
 //! Box → mask case files (`cases.jsonl`): one JSON object per line.
 
-use crate::PslgError;
-use pslg_cfpg::PixelBox;
+use crate::DatasetError;
+use pslg_core::PixelBox;
 use std::path::{Path, PathBuf};
 
 /// One case: an image, a box prompt or a sentence, and optionally its ground-truth mask and category.
@@ -41,11 +41,11 @@ struct RawCase {
 /// Reads a `cases.jsonl` file. Blank lines are skipped.
 ///
 /// # Errors
-/// [`PslgError::ReadCases`] when the file cannot be read, [`PslgError::BadCase`] naming the line for malformed
+/// [`DatasetError::ReadCases`] when the file cannot be read, [`DatasetError::BadCase`] naming the line for malformed
 /// JSON, a missing field, non-integer or non-finite box coordinates, an id unusable as a file name, or a
 /// duplicate id.
-pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PslgError::ReadCases {
+pub fn read_cases(path: &Path) -> Result<Vec<Case>, DatasetError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DatasetError::ReadCases {
         path: path.to_path_buf(),
         source,
     })?;
@@ -56,7 +56,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |reason: String| PslgError::BadCase {
+        let bad = |reason: String| DatasetError::BadCase {
             path: path.to_path_buf(),
             line: i + 1,
             reason,
@@ -101,25 +101,6 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, PslgError> {
         });
     }
     Ok(cases)
-}
-
-/// Parses `x1,y1,x2,y2` (integers, pixels, `x2`/`y2` exclusive).
-///
-/// # Errors
-/// [`PslgError::BadBox`] saying what is wrong.
-pub fn parse_box(text: &str) -> Result<PixelBox, PslgError> {
-    let bad = || PslgError::BadBox {
-        text: text.to_owned(),
-    };
-    let v: Vec<i64> = text
-        .split(',')
-        .map(|s| s.trim().parse::<i64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    let [x1, y1, x2, y2] = v[..] else {
-        return Err(bad());
-    };
-    Ok(PixelBox::new(x1, y1, x2, y2))
 }
 
 #[cfg(test)]
@@ -187,18 +168,6 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
-        }
-    }
-
-    #[test]
-    fn parses_boxes() {
-        assert_eq!(parse_box("1, 2,3,4").unwrap(), PixelBox::new(1, 2, 3, 4));
-        assert_eq!(parse_box("-5,0,3,9").unwrap(), PixelBox::new(-5, 0, 3, 9));
-        for bad in ["1,2,3", "1,2,3,4,5", "a,b,c,d", "", "1.5,2,3,4"] {
-            assert!(
-                matches!(parse_box(bad), Err(PslgError::BadBox { .. })),
-                "{bad}"
-            );
         }
     }
 }

@@ -3,7 +3,7 @@
 //! (`images/*.tif`, `masks/*.tif`, `output_phrase_{split}.txt`). Every sentence of a reference is one sample;
 //! masks are decoded on demand, so memory does not grow with the dataset.
 
-use crate::PslgError;
+use crate::DatasetError;
 use image::{GrayImage, Luma};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -319,8 +319,8 @@ impl RefSample {
     /// The ground-truth mask (0/255).
     ///
     /// # Errors
-    /// [`PslgError::Dataset`] for an undecodable segmentation or mask file.
-    pub fn mask(&self) -> Result<GrayImage, PslgError> {
+    /// [`DatasetError::Dataset`] for an undecodable segmentation or mask file.
+    pub fn mask(&self) -> Result<GrayImage, DatasetError> {
         match &self.target {
             MaskSource::Coco {
                 segmentation,
@@ -328,13 +328,13 @@ impl RefSample {
                 height,
             } => segmentation
                 .to_mask(*width, *height)
-                .map_err(|e| PslgError::Dataset {
+                .map_err(|e| DatasetError::Dataset {
                     path: self.image.clone(),
                     record: self.id.clone(),
                     reason: e.to_string(),
                 }),
             MaskSource::File(p) => {
-                let m = image::open(p).map_err(|e| PslgError::Dataset {
+                let m = image::open(p).map_err(|e| DatasetError::Dataset {
                     path: p.clone(),
                     record: self.id.clone(),
                     reason: e.to_string(),
@@ -370,8 +370,8 @@ struct Sentence {
     sent_id: Option<i64>,
 }
 
-fn dataset_err(path: &Path, record: impl Into<String>, reason: impl Into<String>) -> PslgError {
-    PslgError::Dataset {
+fn dataset_err(path: &Path, record: impl Into<String>, reason: impl Into<String>) -> DatasetError {
+    DatasetError::Dataset {
         path: path.to_path_buf(),
         record: record.into(),
         reason: reason.into(),
@@ -436,7 +436,7 @@ pub fn read_split(
     root: &Path,
     refs_file: &str,
     split: &str,
-) -> Result<Vec<RefSample>, PslgError> {
+) -> Result<Vec<RefSample>, DatasetError> {
     match layout {
         Layout::RefCoco => read_refcoco(root, refs_file, split),
         Layout::RefSegRs => read_refsegrs(root, split),
@@ -449,14 +449,14 @@ pub fn read_split(
 /// sentence of every reference of that split), in the pickle's order.
 ///
 /// # Errors
-/// [`PslgError::Dataset`] naming the file and record (reference id, annotation id) of anything malformed:
+/// [`DatasetError::Dataset`] naming the file and record (reference id, annotation id) of anything malformed:
 /// an unreadable pickle, a reference whose annotation or image is not in `instances.json`, a bad
 /// segmentation.
 pub fn read_refcoco(
     root: &Path,
     refs_file: &str,
     split: &str,
-) -> Result<Vec<RefSample>, PslgError> {
+) -> Result<Vec<RefSample>, DatasetError> {
     let refs_path = root.join(refs_file);
     let file = std::fs::File::open(&refs_path)
         .map_err(|e| dataset_err(&refs_path, "-", format!("cannot open: {e}")))?;
@@ -560,8 +560,8 @@ pub fn read_refcoco(
 /// masks `root/masks/<id>.tif` (255 = foreground).
 ///
 /// # Errors
-/// [`PslgError::Dataset`] naming the file and line of a line without an id and an expression.
-pub fn read_refsegrs(root: &Path, split: &str) -> Result<Vec<RefSample>, PslgError> {
+/// [`DatasetError::Dataset`] naming the file and line of a line without an id and an expression.
+pub fn read_refsegrs(root: &Path, split: &str) -> Result<Vec<RefSample>, DatasetError> {
     let path = root.join(format!("output_phrase_{split}.txt"));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| dataset_err(&path, "-", format!("cannot read: {e}")))?;
@@ -598,9 +598,9 @@ pub fn read_refsegrs(root: &Path, split: &str) -> Result<Vec<RefSample>, PslgErr
 /// `{"id", "image", "mask", "text", "category"?}` (paths relative to the file).
 ///
 /// # Errors
-/// [`PslgError::ReadCases`] / [`PslgError::BadCase`] for an unreadable or malformed file;
-/// [`PslgError::Dataset`] naming the case that lacks its mask or its sentence.
-pub fn read_pairs(root: &Path, split: &str) -> Result<Vec<RefSample>, PslgError> {
+/// [`DatasetError::ReadCases`] / [`DatasetError::BadCase`] for an unreadable or malformed file;
+/// [`DatasetError::Dataset`] naming the case that lacks its mask or its sentence.
+pub fn read_pairs(root: &Path, split: &str) -> Result<Vec<RefSample>, DatasetError> {
     let path = root.join(format!("{split}.jsonl"));
     let cases = crate::cases::read_cases(&path)?;
     cases

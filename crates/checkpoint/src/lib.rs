@@ -1,0 +1,328 @@
+//! The checkpoint layer of **pslg**, shared by SAM and LQVG: an official state dict (PyTorch `.pth` or
+//! `.safetensors`) read through `burn-store`, its keys mapped to this port's module paths by ONE table per
+//! model ([`KeyMap`]), every tensor's shape checked before loading ([`check_shapes`]), and one typed error
+//! ([`CheckpointError`]) that each model crate wraps.
+//!
+//! | step | item |
+//! |---|---|
+//! | official key ↔ port path | [`KeyMap`] (`#` stands for an index) |
+//! | key → shape of every tensor in a file (malformed files are errors, never panics) | [`read_shapes`] |
+//! | key → shape of every tensor a module needs | [`expected_shapes`] |
+//! | missing / mis-shaped / unexpected tensors, naming the key | [`check_shapes`] |
+//! | the file into the module | [`load_into`] |
+#![warn(missing_docs)]
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn_store::{
+    BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
+};
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why a checkpoint cannot be loaded into a model. Each names the file and, for a tensor, its official key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The file could not be read as a PyTorch or safetensors state dict, or its tensors not applied.
+    #[error(
+        "checkpoint {path} cannot be read: {reason} (a PyTorch .pth or a safetensors state dict is expected; \
+         a truncated download gives this error, download it again)"
+    )]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        reason: String,
+    },
+    /// The checkpoint lacks a tensor the architecture needs.
+    #[error(
+        "checkpoint {path} has no tensor `{key}` (shape {expected:?} expected); is it a checkpoint of this model?"
+    )]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// State-dict key.
+        key: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+    },
+    /// The checkpoint has a tensor the architecture does not use.
+    #[error(
+        "checkpoint {path} has an unexpected tensor `{key}` of shape {shape:?} (not part of {what})"
+    )]
+    UnexpectedTensor {
+        /// The file.
+        path: PathBuf,
+        /// State-dict key.
+        key: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The architecture it was compared with.
+        what: String,
+    },
+    /// A tensor's shape does not fit the architecture.
+    #[error(
+        "checkpoint {path}: tensor `{key}` has shape {found:?} but the architecture needs {expected:?}; \
+         the checkpoint does not match the configuration"
+    )]
+    ShapeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// State-dict key.
+        key: String,
+        /// Shape in the file.
+        found: Vec<usize>,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+    },
+}
+
+/// The places where a port's module paths differ from the official state-dict keys, as
+/// `(official fragment, port fragment)` pairs; `#` in a fragment stands for a decimal index (numbered
+/// `nn.Sequential` children, which a port names). Every other key is the same on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyMap(pub &'static [(&'static str, &'static str)]);
+
+fn fragment_regex(fragment: &str) -> String {
+    fragment
+        .split('#')
+        .map(regex::escape)
+        .collect::<Vec<_>>()
+        .join(r"(\d+)")
+}
+
+fn fragment_template(fragment: &str) -> String {
+    fragment.replace('#', "${1}")
+}
+
+impl KeyMap {
+    /// Regex pairs official → port, for `burn-store`'s key remapping.
+    pub fn remap_patterns(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(official, port)| (fragment_regex(official), fragment_template(port)))
+            .collect()
+    }
+
+    /// Regex pairs port → official, for writing a module under the official key names.
+    pub fn to_official_patterns(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(official, port)| (fragment_regex(port), fragment_template(official)))
+            .collect()
+    }
+
+    /// A port path → the official key.
+    ///
+    /// ```
+    /// use pslg_checkpoint::KeyMap;
+    /// let keys = KeyMap(&[("neck.0.", "neck.conv1."), ("input_proj.#.0.", "input_proj.#.conv.")]);
+    /// assert_eq!(keys.to_official("enc.neck.conv1.weight"), "enc.neck.0.weight");
+    /// assert_eq!(keys.to_official("input_proj.2.conv.bias"), "input_proj.2.0.bias");
+    /// assert_eq!(keys.to_official("other.weight"), "other.weight");
+    /// ```
+    pub fn to_official(&self, path: &str) -> String {
+        let mut out = path.to_string();
+        for (official, port) in self.0 {
+            // The fragments are fixed strings apart from `#`: the regex always compiles.
+            if let Ok(re) = Regex::new(&fragment_regex(port)) {
+                out = re
+                    .replace_all(&out, fragment_template(official).as_str())
+                    .into_owned();
+            }
+        }
+        out
+    }
+}
+
+/// Whether a path names a safetensors file (else it is read as a PyTorch `.pth`).
+pub fn is_safetensors(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// The tensors of a checkpoint: official key → shape, and the top-level key they sit under in a training
+/// checkpoint (`{"model": state_dict, "optimizer": …}`), if any.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Shapes {
+    /// Key → shape (the top-level key stripped).
+    pub tensors: BTreeMap<String, Vec<usize>>,
+    /// `Some("model")` for a training checkpoint that nests the state dict.
+    pub top_level: Option<String>,
+}
+
+/// Reads every tensor's shape (no tensor data is loaded).
+///
+/// # Errors
+/// [`CheckpointError::Read`] for a missing, unreadable, malformed or empty file; the third-party readers'
+/// panics on malformed data are caught and reported so too.
+pub fn read_shapes(path: &Path) -> Result<Shapes, CheckpointError> {
+    let read_err = |reason: String| CheckpointError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(read_err("no such file".into()));
+    }
+    let collect = |snaps: &BTreeMap<String, burn_store::TensorSnapshot>| {
+        snaps
+            .iter()
+            .map(|(k, s)| (k.clone(), s.shape.to_vec()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    // Both readers may panic on malformed input deep inside third-party parsers; keep that a typed error.
+    let result = std::panic::catch_unwind(|| {
+        if is_safetensors(path) {
+            let mut store = SafetensorsStore::from_file(path);
+            store
+                .get_all_snapshots()
+                .map(collect)
+                .map_err(|e| e.to_string())
+        } else {
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+            store
+                .get_all_snapshots()
+                .map(collect)
+                .map_err(|e| e.to_string())
+        }
+    });
+    let tensors = match result {
+        Ok(Ok(map)) if map.is_empty() => return Err(read_err("it holds no tensors".into())),
+        Ok(Ok(map)) => map,
+        Ok(Err(e)) => return Err(read_err(e)),
+        Err(_) => return Err(read_err("the reader failed on malformed data".into())),
+    };
+    // A training checkpoint nests the state dict under "model" beside the optimizer state.
+    if !is_safetensors(path) && tensors.keys().any(|k| k.starts_with("model.")) {
+        let inner = tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("model.").map(|k| (k.to_string(), v.clone())))
+            .collect();
+        return Ok(Shapes {
+            tensors: inner,
+            top_level: Some("model".into()),
+        });
+    }
+    Ok(Shapes {
+        tensors,
+        top_level: None,
+    })
+}
+
+/// Official key → shape of every tensor `module` needs (`keys` maps its paths to official keys; the
+/// adapter names LayerNorm `gamma`/`beta` back to `weight`/`bias`).
+pub fn expected_shapes<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    module: &M,
+    keys: &KeyMap,
+) -> BTreeMap<String, Vec<usize>> {
+    module
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+        .into_iter()
+        .map(|s| (keys.to_official(&s.full_path()), s.shape.to_vec()))
+        .collect()
+}
+
+/// Checks a checkpoint's tensor shapes against an architecture's: every `expected` key present in `found`
+/// with its shape, and no key of `found` left over for which `unexpected(key, shape)` says it matters (a key
+/// outside the part being loaded, an ignored buffer or an alias of a needed tensor returns `false`). `what`
+/// describes the architecture for the message.
+///
+/// # Errors
+/// [`CheckpointError::MissingTensor`], [`CheckpointError::ShapeMismatch`] or
+/// [`CheckpointError::UnexpectedTensor`] naming the first such key.
+pub fn check_shapes(
+    path: &Path,
+    expected: &BTreeMap<String, Vec<usize>>,
+    found: &BTreeMap<String, Vec<usize>>,
+    unexpected: impl Fn(&str, &[usize]) -> bool,
+    what: impl FnOnce() -> String,
+) -> Result<(), CheckpointError> {
+    for (key, want) in expected {
+        match found.get(key) {
+            None => {
+                return Err(CheckpointError::MissingTensor {
+                    path: path.to_path_buf(),
+                    key: key.clone(),
+                    expected: want.clone(),
+                });
+            }
+            Some(got) if got != want => {
+                return Err(CheckpointError::ShapeMismatch {
+                    path: path.to_path_buf(),
+                    key: key.clone(),
+                    found: got.clone(),
+                    expected: want.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((key, shape)) = found
+        .iter()
+        .find(|(k, s)| !expected.contains_key(*k) && unexpected(k, s))
+    {
+        return Err(CheckpointError::UnexpectedTensor {
+            path: path.to_path_buf(),
+            key: key.clone(),
+            shape: shape.clone(),
+            what: what(),
+        });
+    }
+    Ok(())
+}
+
+/// Loads the file at `path` (whose [`read_shapes`] are `shapes`) into `module` through `burn-store`, keys
+/// renamed by `patterns` (regex → replacement, official → the module's paths, applied in order). With
+/// `partial`, tensors of the file the module has no place for are skipped (check them first with
+/// [`check_shapes`]); every tensor of the module must still be applied.
+///
+/// # Errors
+/// [`CheckpointError::Read`] when the file cannot be read or a tensor cannot be applied.
+pub fn load_into<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    mut module: M,
+    path: &Path,
+    shapes: &Shapes,
+    patterns: &[(String, String)],
+    partial: bool,
+) -> Result<M, CheckpointError> {
+    let read_err = |reason: String| CheckpointError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let result = if is_safetensors(path) {
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .allow_partial(partial);
+        for (from, to) in patterns {
+            store = store.with_key_remapping(from, to);
+        }
+        module
+            .load_from(&mut store)
+            .map_err(|e| read_err(e.to_string()))?
+    } else {
+        let mut store = PytorchStore::from_file(path)
+            .map_indices_contiguous(false)
+            .allow_partial(partial);
+        if let Some(top) = &shapes.top_level {
+            store = store.with_top_level_key(top);
+        }
+        for (from, to) in patterns {
+            store = store.with_key_remapping(from, to);
+        }
+        module
+            .load_from(&mut store)
+            .map_err(|e| read_err(e.to_string()))?
+    };
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(read_err(format!(
+            "{} tensor(s) could not be applied: {:?} {:?}",
+            result.errors.len() + result.missing.len(),
+            result.errors.first(),
+            result.missing.first()
+        )));
+    }
+    Ok(module)
+}
