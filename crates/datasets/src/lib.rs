@@ -5,12 +5,11 @@
 //! |---|---|
 //! | [`cases`] | `cases.jsonl`: an image, a box or a sentence, an optional mask and category per line |
 //! | [`rrsis`] | RRSIS-D / RRSIS-M (RefCOCO layout: `refs(unc).p`, `instances.json` with COCO polygons or RLE), RefSegRS, image–mask pairs; the COCO RLE codec |
-//!
-//! The grounding data sets (DIOR-RSVG VOC XML, RSVG-HR) are read by `pslg_grounding::readers`, next to the
-//! training code that letterboxes them.
+//! | [`grounding`] | visual grounding: DIOR-RSVG (VOC XML, split files of object indices), RSVG-HR |
 #![warn(missing_docs)]
 
 pub mod cases;
+pub mod grounding;
 pub mod rrsis;
 
 use std::path::PathBuf;
@@ -39,6 +38,25 @@ pub enum DatasetError {
         /// 1-based line number.
         line: usize,
         /// What is wrong.
+        reason: String,
+    },
+    /// A dataset file or folder cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of a grounding annotation (a VOC XML element, an RSVG-HR line, a split file) is malformed.
+    #[error("{path}:{line}: {reason}")]
+    Annotation {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when the error is not tied to a line).
+        line: usize,
+        /// What is wrong and what to do.
         reason: String,
     },
     /// A dataset record is malformed.

@@ -30,7 +30,10 @@ pub enum GroundingError {
     /// The image is unusable (no pixels).
     #[error("invalid image for grounding: {0}")]
     Image(String),
-    /// A dataset file is malformed.
+    /// A dataset cannot be read (the reader's error, naming the file and line).
+    #[error(transparent)]
+    Reader(#[from] pslg_datasets::DatasetError),
+    /// A dataset file is malformed, or a split selects nothing.
     #[error("{path}:{line}: {reason}")]
     Dataset {
         /// The file.

@@ -11,9 +11,9 @@
 //!   BERT/MiniLM as the paper names) from HuggingFace weights and `tokenizer.json`, sizes and epsilons read
 //!   from the model's `config.json` ([`TextConfig`]).
 //! * [`DiorRsvg`], [`read_rsvg_hr`]: the grounding datasets, typed errors naming file and line.
-//! * [`Trainer`] (one optimiser step: matching, losses, AdamW) and [`fit()`] (the epochs: a shuffle that a
+//! * Feature `train`: `Trainer` (one optimiser step: matching, losses, AdamW) and `fit` (the epochs: a shuffle that a
 //!   resumed run repeats, validation, `last` / `best` checkpoints, progress callbacks) over a
-//!   [`PreparedSplit`] that letterboxes each image once.
+//!   `PreparedSplit` that letterboxes each image once; `Lqvg::init_detr` and the toy grounding set.
 //! * [`ms_deform_attn_core`]: multi-scale deformable attention with the semantics of the official PyTorch
 //!   fallback, differentiable in all its inputs.
 //!
@@ -26,14 +26,16 @@ mod config;
 pub mod cv_resize;
 mod deform;
 mod error;
+#[cfg(feature = "train")]
 mod fit;
 mod grounder;
 mod load;
 mod model;
 pub mod position;
-mod readers;
 mod text;
+#[cfg(feature = "train")]
 mod toy;
+#[cfg(feature = "train")]
 mod train;
 mod transformer;
 
@@ -42,6 +44,7 @@ pub use backbone::{Bottleneck, Downsample, FrozenBatchNorm2d, ResNet};
 pub use config::{LqvgConfig, ResNetConfig, TextConfig, TextFamily};
 pub use deform::{MsDeformAttn, ReferencePoints, ms_deform_attn_core};
 pub use error::GroundingError;
+#[cfg(feature = "train")]
 pub use fit::{
     EpochReport, FitConfig, FitEvent, PreparedItem, PreparedSplit, epoch_order, fit, saved_pr_at_05,
 };
@@ -50,16 +53,17 @@ pub use grounder::{
     normalise, normalise_caption,
 };
 pub use model::{FeatureResizer, InputProj, Lqvg, LqvgOutput, Poolout, query_scores};
+pub use pslg_datasets::grounding::{DiorRsvg, GroundingSample, XmlOrder, read_rsvg_hr};
 pub use pslg_metrics::{BoxMetrics, iou_giou};
-pub use readers::{DiorRsvg, GroundingSample, XmlOrder, read_rsvg_hr};
 pub use text::{
     DenseNorm, Intermediate, Pooler, TextAttention, TextEmbeddings, TextEncoder, TextLayer,
     TextSelfAttention, TextStack, TextTokenizer, TokenBatch,
 };
+#[cfg(feature = "train")]
 pub use toy::{
-    TOY_COLOURS, TOY_SHAPES, ToyRun, ToySample, init_detr, toy_config, toy_samples, toy_tokenizer,
-    train_toy,
+    TOY_COLOURS, TOY_SHAPES, ToyRun, ToySample, toy_config, toy_samples, toy_tokenizer, train_toy,
 };
+#[cfg(feature = "train")]
 pub use train::{
     LayerLoss, StepStats, Target, TermWeights, TrainConfig, Trainer, chosen_boxes, cxcywh_to_xyxy,
     export_safetensors, freeze_for_training, layer_loss, match_queries,

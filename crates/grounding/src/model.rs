@@ -9,7 +9,7 @@ use crate::load::{check_and_load, lqvg_alias, read_shapes};
 use crate::position::{sine_1d, sine_2d};
 use crate::text::{TextEncoder, TokenBatch};
 use crate::transformer::{DeformableTransformer, Levels, Mlp, refine};
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear,
@@ -324,4 +324,87 @@ impl<B: Backend> Lqvg<B> {
 pub fn query_scores<B: Backend>(logits: Tensor<B, 3>) -> Tensor<B, 2> {
     let [n, q, _] = logits.dims();
     sigmoid(logits).max_dim(2).reshape([n, q])
+}
+
+impl<B: Backend> Lqvg<B> {
+    /// Re-initialises what Deformable DETR / LQVG initialise specially before training from scratch: sampling
+    /// offsets at zero weight with the bias pointing each head in its own direction at distances 1…P, attention
+    /// weights at zero (uniform attention), class-head bias at the 0.01 prior (−4.595), box heads' last layer at
+    /// zero (the first one's size bias at −2 with box refinement), zero biases of the value and output
+    /// projections (official `DeformableDETR.__init__`, `MSDeformAttn._reset_parameters`): before training
+    /// from scratch.
+    pub fn init_detr(self) -> Self {
+        let mut model = self;
+        let zeros_like_2 =
+            |p: &Param<Tensor<B, 2>>| Param::from_tensor(Tensor::zeros_like(&p.val()));
+        let zeros_like_1 =
+            |p: &Param<Tensor<B, 1>>| Param::from_tensor(Tensor::zeros_like(&p.val()));
+        let cfg = model.config().clone();
+        let heads = cfg.heads;
+        let levels = cfg.num_feature_levels;
+        let init_attn = |a: &mut crate::deform::MsDeformAttn<B>, points: usize| {
+            let device = a.sampling_offsets.weight.val().device();
+            a.sampling_offsets.weight = zeros_like_2(&a.sampling_offsets.weight);
+            let mut bias = Vec::with_capacity(heads * levels * points * 2);
+            for m in 0..heads {
+                let theta = m as f32 * (2.0 * std::f32::consts::PI / heads as f32);
+                let (x, y) = (theta.cos(), theta.sin());
+                let norm = x.abs().max(y.abs());
+                for _ in 0..levels {
+                    for p in 0..points {
+                        bias.push(x / norm * (p + 1) as f32);
+                        bias.push(y / norm * (p + 1) as f32);
+                    }
+                }
+            }
+            let n = bias.len();
+            a.sampling_offsets.bias = Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(bias, [n]),
+                &device,
+            )));
+            a.attention_weights.weight = zeros_like_2(&a.attention_weights.weight);
+            if let Some(b) = &a.attention_weights.bias {
+                a.attention_weights.bias = Some(zeros_like_1(b));
+            }
+            for lin in [&mut a.value_proj, &mut a.output_proj] {
+                if let Some(b) = &lin.bias {
+                    lin.bias = Some(zeros_like_1(b));
+                }
+            }
+        };
+        for layer in &mut model.transformer.encoder.layers {
+            init_attn(&mut layer.self_attn, cfg.enc_points);
+        }
+        for layer in &mut model.transformer.decoder.layers {
+            init_attn(&mut layer.cross_attn, cfg.dec_points);
+        }
+        let prior = -((1.0f32 - 0.01) / 0.01).ln();
+        for head in &mut model.class_embed {
+            if let Some(b) = &head.bias {
+                head.bias = Some(Param::from_tensor(Tensor::full(
+                    b.val().dims(),
+                    prior,
+                    &b.val().device(),
+                )));
+            }
+        }
+        for (i, mlp) in model.bbox_embed.iter_mut().enumerate() {
+            if let Some(last) = mlp.layers.last_mut() {
+                last.weight = zeros_like_2(&last.weight);
+                if let Some(b) = &last.bias {
+                    let device = b.val().device();
+                    let v = if i == 0 && cfg.with_box_refine {
+                        vec![0.0, 0.0, -2.0, -2.0]
+                    } else {
+                        vec![0.0; 4]
+                    };
+                    last.bias = Some(Param::from_tensor(Tensor::from_data(
+                        TensorData::new(v, [4]),
+                        &device,
+                    )));
+                }
+            }
+        }
+        model
+    }
 }

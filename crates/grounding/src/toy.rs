@@ -1,94 +1,16 @@
-//! Training from scratch: DETR's initialisation of the detection heads and a generated toy grounding set
+//! Training from scratch on a generated toy grounding set
 //! (coloured shapes, sentences naming one of them) that shows a model learns to use the sentence.
 
 use crate::GroundingError;
 use crate::config::{LqvgConfig, ResNetConfig, TextConfig, TextFamily};
 use crate::model::Lqvg;
 use crate::text::TextTokenizer;
-use burn::module::Param;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use image::{Rgb, RgbImage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-
-/// Re-initialises what Deformable DETR / LQVG initialise specially before training from scratch: sampling
-/// offsets at zero weight with the bias pointing each head in its own direction at distances 1…P, attention
-/// weights at zero (uniform attention), class-head bias at the 0.01 prior (−4.595), box heads' last layer at
-/// zero (the first one's size bias at −2 with box refinement), zero biases of the value and output
-/// projections.
-pub fn init_detr<B: Backend>(mut model: Lqvg<B>) -> Lqvg<B> {
-    let zeros_like_2 = |p: &Param<Tensor<B, 2>>| Param::from_tensor(Tensor::zeros_like(&p.val()));
-    let zeros_like_1 = |p: &Param<Tensor<B, 1>>| Param::from_tensor(Tensor::zeros_like(&p.val()));
-    let cfg = model.config().clone();
-    let heads = cfg.heads;
-    let levels = cfg.num_feature_levels;
-    let init_attn = |a: &mut crate::deform::MsDeformAttn<B>, points: usize| {
-        let device = a.sampling_offsets.weight.val().device();
-        a.sampling_offsets.weight = zeros_like_2(&a.sampling_offsets.weight);
-        let mut bias = Vec::with_capacity(heads * levels * points * 2);
-        for m in 0..heads {
-            let theta = m as f32 * (2.0 * std::f32::consts::PI / heads as f32);
-            let (x, y) = (theta.cos(), theta.sin());
-            let norm = x.abs().max(y.abs());
-            for _ in 0..levels {
-                for p in 0..points {
-                    bias.push(x / norm * (p + 1) as f32);
-                    bias.push(y / norm * (p + 1) as f32);
-                }
-            }
-        }
-        let n = bias.len();
-        a.sampling_offsets.bias = Some(Param::from_tensor(Tensor::from_data(
-            TensorData::new(bias, [n]),
-            &device,
-        )));
-        a.attention_weights.weight = zeros_like_2(&a.attention_weights.weight);
-        if let Some(b) = &a.attention_weights.bias {
-            a.attention_weights.bias = Some(zeros_like_1(b));
-        }
-        for lin in [&mut a.value_proj, &mut a.output_proj] {
-            if let Some(b) = &lin.bias {
-                lin.bias = Some(zeros_like_1(b));
-            }
-        }
-    };
-    for layer in &mut model.transformer.encoder.layers {
-        init_attn(&mut layer.self_attn, cfg.enc_points);
-    }
-    for layer in &mut model.transformer.decoder.layers {
-        init_attn(&mut layer.cross_attn, cfg.dec_points);
-    }
-    let prior = -((1.0f32 - 0.01) / 0.01).ln();
-    for head in &mut model.class_embed {
-        if let Some(b) = &head.bias {
-            head.bias = Some(Param::from_tensor(Tensor::full(
-                b.val().dims(),
-                prior,
-                &b.val().device(),
-            )));
-        }
-    }
-    for (i, mlp) in model.bbox_embed.iter_mut().enumerate() {
-        if let Some(last) = mlp.layers.last_mut() {
-            last.weight = zeros_like_2(&last.weight);
-            if let Some(b) = &last.bias {
-                let device = b.val().device();
-                let v = if i == 0 && cfg.with_box_refine {
-                    vec![0.0, 0.0, -2.0, -2.0]
-                } else {
-                    vec![0.0; 4]
-                };
-                last.bias = Some(Param::from_tensor(Tensor::from_data(
-                    TensorData::new(v, [4]),
-                    &device,
-                )));
-            }
-        }
-    }
-    model
-}
 
 /// Colours of the toy set: (word, RGB).
 pub const TOY_COLOURS: [(&str, [u8; 3]); 4] = [
@@ -304,7 +226,7 @@ fn toy_eval<B: Backend>(
     Ok(crate::BoxMetrics::compute(&pairs))
 }
 
-/// Trains [`toy_config`] from scratch ([`init_detr`]) on `train` generated samples of `size`² for `steps`
+/// Trains [`toy_config`] from scratch ([`Lqvg::init_detr`]) on `train` generated samples of `size`² for `steps`
 /// steps of `batch` images, and scores 200 held-out samples before and after; `progress` sees every step.
 ///
 /// # Errors
@@ -325,7 +247,7 @@ pub fn train_toy<B: burn::tensor::backend::AutodiffBackend>(
     let tok = toy_tokenizer()?;
     let data = toy_samples(train, size, seed);
     let held_out = toy_samples(200, size, seed + 1);
-    let model = init_detr(Lqvg::<B>::new(toy_config(), false, device)?);
+    let model = Lqvg::<B>::new(toy_config(), false, device)?.init_detr();
     let before = toy_eval(&model.valid(), &held_out, &tok, size, &device.clone())?;
     // The text-blind reference: a random object's box of each held-out image (same generator, same seed).
     let mut rng = StdRng::seed_from_u64(seed + 2);

@@ -30,6 +30,7 @@
 //! # Ok::<(), pslg_sam::SamError>(())
 //! ```
 
+mod common;
 mod config;
 mod error;
 #[cfg(feature = "train")]
@@ -44,7 +45,9 @@ mod postprocess;
 mod predictor;
 mod prompt_encoder;
 pub mod resize;
+mod transformer;
 
+pub use common::{LayerNorm2d, MlpBlock};
 pub use config::SamConfig;
 pub use error::SamError;
 pub use image_encoder::ImageEncoderViT;
@@ -53,3 +56,4 @@ pub use mask_decoder::{DecoderImageCache, MaskDecoder};
 pub use model::Sam;
 pub use predictor::{ImageEmbedding, Prediction, Prompt, SamPredictor};
 pub use prompt_encoder::PromptEncoder;
+pub use transformer::{DecoderAttention, TwoWayAttentionBlock, TwoWayTransformer};

@@ -2,7 +2,7 @@
 //! points and box corners, learned point-type embeddings, mask downscaling, the no-mask embedding.
 
 use crate::SamConfig;
-use crate::image_encoder::LayerNorm2d;
+use crate::common::LayerNorm2d;
 use crate::kernels::gelu;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};

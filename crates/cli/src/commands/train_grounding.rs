@@ -90,7 +90,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
 ) -> Result<()> {
     use pslg::grounding::{
         DiorRsvg, FitConfig, FitEvent, Lqvg, LqvgConfig, PreparedSplit, TextTokenizer, TrainConfig,
-        Trainer, XmlOrder, fit, init_detr,
+        Trainer, XmlOrder, fit,
     };
     if a.batch_size == 0 || a.input_size == 0 {
         bail!("--batch-size and --input-size must be positive");
@@ -130,7 +130,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::AutodiffBackend>(
             let model_config: LqvgConfig = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not an LQVG config JSON", cfg.display()))?;
             Trainer::new(
-                init_detr(Lqvg::<B>::new(model_config, false, &device)?),
+                Lqvg::<B>::new(model_config, false, &device)?.init_detr(),
                 config,
             )
         }

@@ -4,7 +4,7 @@
 use burn::backend::Autodiff;
 use burn_ndarray::NdArray;
 use pslg_grounding::{
-    FitConfig, FitEvent, Lqvg, PreparedSplit, TrainConfig, Trainer, epoch_order, fit, init_detr,
+    FitConfig, FitEvent, Lqvg, PreparedSplit, TrainConfig, Trainer, epoch_order, fit,
     saved_pr_at_05, toy_config, toy_samples, toy_tokenizer,
 };
 use std::path::{Path, PathBuf};
@@ -38,7 +38,9 @@ fn split(n: usize, per_image: usize, seed: u64) -> PreparedSplit {
 /// A trainer whose learning rates are 0: the weights never change, so every epoch validates alike.
 fn frozen_trainer() -> Trainer<A> {
     let device = Default::default();
-    let model = init_detr(Lqvg::<A>::new(toy_config(), false, &device).unwrap());
+    let model = Lqvg::<A>::new(toy_config(), false, &device)
+        .unwrap()
+        .init_detr();
     Trainer::new(
         model,
         TrainConfig {

@@ -9,5 +9,4 @@ mod fit;
 mod minilm;
 mod ops;
 mod parity;
-mod readers;
 mod train;

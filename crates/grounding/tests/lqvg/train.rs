@@ -5,8 +5,8 @@ use burn::module::AutodiffModule;
 use burn::tensor::{Tensor, TensorData};
 use burn_ndarray::NdArray;
 use pslg_grounding::{
-    Lqvg, Target, TermWeights, TokenBatch, TrainConfig, Trainer, cxcywh_to_xyxy, init_detr,
-    iou_giou, layer_loss, match_queries, normalise, toy_config, toy_samples, toy_tokenizer,
+    Lqvg, Target, TermWeights, TokenBatch, TrainConfig, Trainer, cxcywh_to_xyxy, iou_giou,
+    layer_loss, match_queries, normalise, toy_config, toy_samples, toy_tokenizer,
 };
 
 type A = Autodiff<NdArray<f32>>;
@@ -154,7 +154,9 @@ fn save_resume_and_export_round_trip() {
         warmup_steps: 4,
         ..TrainConfig::default()
     };
-    let model = init_detr(Lqvg::<A>::new(toy_config(), false, &device).unwrap());
+    let model = Lqvg::<A>::new(toy_config(), false, &device)
+        .unwrap()
+        .init_detr();
     let before = logits_of(&model.valid());
     let mut trainer = Trainer::new(model, config.clone());
     let (x, tokens, targets) = toy_batch(4, 1);

@@ -1,7 +1,7 @@
 //! Visual-grounding datasets: DIOR-RSVG (VOC XML with an expression per object, split files of global
 //! object indices) and RSVG-HR (`image,x1,y1,x2,y2,expression` lines).
 
-use crate::GroundingError;
+use crate::DatasetError;
 use std::path::{Path, PathBuf};
 
 /// One referring expression with its ground-truth box.
@@ -12,7 +12,7 @@ pub struct GroundingSample {
     /// Ground-truth box `[x1, y1, x2, y2]` in image pixels.
     pub box_xyxy: [f32; 4],
     /// The referring expression as written in the annotation (normalise with
-    /// [`normalise_caption`](crate::normalise_caption) before tokenising, as the official loaders do).
+    /// `pslg_grounding::normalise_caption` before tokenising, as the official loaders do).
     pub text: String,
     /// The object's category (`name` in DIOR-RSVG; the file-name suffix in RSVG-HR, e.g. `sport_swimming`).
     pub category: Option<String>,
@@ -51,15 +51,15 @@ impl std::str::FromStr for XmlOrder {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GroundingError + '_ {
-    move |source| GroundingError::Io {
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+    move |source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn dataset_err(path: &Path, line: usize, reason: impl Into<String>) -> GroundingError {
-    GroundingError::Dataset {
+fn dataset_err(path: &Path, line: usize, reason: impl Into<String>) -> DatasetError {
+    DatasetError::Annotation {
         path: path.to_path_buf(),
         line,
         reason: reason.into(),
@@ -77,10 +77,10 @@ impl DiorRsvg {
     /// Reads every annotation under `root/Annotations` in `order`.
     ///
     /// # Errors
-    /// [`GroundingError::Io`] for a missing folder or file; [`GroundingError::Dataset`] naming the file and
+    /// [`DatasetError::Io`] for a missing folder or file; [`DatasetError::Annotation`] naming the file and
     /// line of a malformed XML file or object (no `filename`, no `bndbox`, a non-numeric coordinate, no
     /// `description`).
-    pub fn open(root: impl AsRef<Path>, order: &XmlOrder) -> Result<Self, GroundingError> {
+    pub fn open(root: impl AsRef<Path>, order: &XmlOrder) -> Result<Self, DatasetError> {
         let root = root.as_ref();
         let ann = root.join("Annotations");
         let mut files: Vec<PathBuf> = match order {
@@ -113,12 +113,12 @@ impl DiorRsvg {
     /// The samples a split file selects (one global object index per line, in the file's order).
     ///
     /// # Errors
-    /// [`GroundingError::Io`] for a missing file; [`GroundingError::Dataset`] naming the line of a
+    /// [`DatasetError::Io`] for a missing file; [`DatasetError::Annotation`] naming the line of a
     /// non-numeric or out-of-range index.
     pub fn split(
         &self,
         split_file: impl AsRef<Path>,
-    ) -> Result<Vec<GroundingSample>, GroundingError> {
+    ) -> Result<Vec<GroundingSample>, DatasetError> {
         let path = split_file.as_ref();
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
         let mut out = Vec::new();
@@ -155,7 +155,7 @@ fn read_voc(
     file: &Path,
     images: &Path,
     samples: &mut Vec<GroundingSample>,
-) -> Result<(), GroundingError> {
+) -> Result<(), DatasetError> {
     let text = std::fs::read_to_string(file).map_err(io_err(file))?;
     let doc = roxmltree::Document::parse(&text).map_err(|e| {
         dataset_err(
@@ -214,12 +214,12 @@ fn read_voc(
 /// truncates such expressions).
 ///
 /// # Errors
-/// [`GroundingError::Io`] for a missing file; [`GroundingError::Dataset`] naming the line with fewer than six
+/// [`DatasetError::Io`] for a missing file; [`DatasetError::Annotation`] naming the line with fewer than six
 /// fields, a non-numeric coordinate or an empty expression.
 pub fn read_rsvg_hr(
     annotations: impl AsRef<Path>,
     images: impl AsRef<Path>,
-) -> Result<Vec<GroundingSample>, GroundingError> {
+) -> Result<Vec<GroundingSample>, DatasetError> {
     let path = annotations.as_ref();
     let images = images.as_ref();
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;

@@ -1,6 +1,7 @@
 //! Dataset readers on small files the tests write.
 
-use pslg_grounding::{DiorRsvg, GroundingError, XmlOrder, read_rsvg_hr};
+use pslg_datasets::DatasetError;
+use pslg_datasets::grounding::{DiorRsvg, XmlOrder, read_rsvg_hr};
 use std::path::PathBuf;
 
 fn tmp(name: &str) -> PathBuf {
@@ -70,7 +71,7 @@ fn dior_rsvg_numbers_objects_file_by_file_and_splits_select_them() {
     // Errors name the file and line.
     std::fs::write(root.join("bad.txt"), "0\nseven\n").expect("write");
     match ds.split(root.join("bad.txt")) {
-        Err(GroundingError::Dataset { line, .. }) => assert_eq!(line, 2),
+        Err(DatasetError::Annotation { line, .. }) => assert_eq!(line, 2),
         other => panic!("{other:?}"),
     }
     std::fs::write(root.join("far.txt"), "99\n").expect("write");
@@ -83,7 +84,7 @@ fn dior_rsvg_numbers_objects_file_by_file_and_splits_select_them() {
     )
     .expect("write");
     match DiorRsvg::open(&root, &XmlOrder::Sorted) {
-        Err(GroundingError::Dataset { path, line, reason }) => {
+        Err(DatasetError::Annotation { path, line, reason }) => {
             assert!(path.ends_with("00003.xml"));
             assert_eq!(line, 5);
             assert!(reason.contains("ymin"), "{reason}");
@@ -97,7 +98,7 @@ fn dior_rsvg_numbers_objects_file_by_file_and_splits_select_them() {
     .expect("write");
     assert!(matches!(
         DiorRsvg::open(&root, &XmlOrder::Sorted),
-        Err(GroundingError::Dataset { .. })
+        Err(DatasetError::Annotation { .. })
     ));
     std::fs::write(
         ann.join("00003.xml"),
@@ -109,7 +110,7 @@ fn dior_rsvg_numbers_objects_file_by_file_and_splits_select_them() {
     assert!(err.to_string().contains("description"), "{err}");
     assert!(matches!(
         DiorRsvg::open(root.join("nowhere"), &XmlOrder::Sorted),
-        Err(GroundingError::Io { .. })
+        Err(DatasetError::Io { .. })
     ));
 }
 
@@ -135,7 +136,7 @@ fn rsvg_hr_keeps_commas_inside_expressions() {
     );
     std::fs::write(&file, "a.jpg,1,2,3,4,ok\nb.jpg,1,2,3\n").expect("write");
     match read_rsvg_hr(&file, &root) {
-        Err(GroundingError::Dataset { line, .. }) => assert_eq!(line, 2),
+        Err(DatasetError::Annotation { line, .. }) => assert_eq!(line, 2),
         other => panic!("{other:?}"),
     }
     std::fs::write(&file, "a.jpg,1,x,3,4,ok\n").expect("write");
