@@ -154,6 +154,21 @@ impl<B: Backend> Pipeline<B> {
         }
     }
 
+    /// Each of `cells` on the same box (the CFPG × MBO ablation grid): [`Pipeline::segment_box_with`] of
+    /// each, with the CFPG point and each distinct SAM prompt computed once ([`SamSegmenter::segment_cells`],
+    /// [`BoxSegmenter::segment_cells`]).
+    pub fn segment_box_cells(
+        &self,
+        image: &RgbImage,
+        bbox: PixelBox,
+        cells: &[BoxSegmenter],
+    ) -> Vec<Result<BoxMask, PslgError>> {
+        match &self.sam {
+            Some(sam) => sam.segment_cells(image, bbox, cells),
+            None => BoxSegmenter::segment_cells(image, bbox, cells),
+        }
+    }
+
     /// Whether a grounding model is set (sentences can be segmented).
     pub fn has_grounding(&self) -> bool {
         self.grounder.is_some()

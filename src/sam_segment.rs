@@ -1,11 +1,13 @@
 //! The full stage 2 of PSLG-SAM: box → CFPG point → SAM (box + point prompt) → MBO refinement of SAM's mask.
 
+use crate::segment::PointMemo;
 use crate::{BoxMask, BoxSegmenter, PslgError, StageTimings};
 use burn::tensor::backend::Backend;
 use image::RgbImage;
-use pslg_cfpg::{ForegroundPoint, PixelBox, clamp_box};
+use pslg_cfpg::{ForegroundPoint, PixelBox, Roi, clamp_box};
 use pslg_core::paste_in_box;
-use pslg_sam::{Prompt, Sam, SamPredictor};
+use pslg_sam::{Prediction, Prompt, Sam, SamPredictor};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Parameters of [`SamSegmenter`] besides the CFPG / MBO ones (which come from a [`BoxSegmenter`]).
@@ -43,6 +45,7 @@ pub struct SamSegmenter<B: Backend> {
     stages: BoxSegmenter,
     params: SamSegmenterParams,
     image_size: Option<(u32, u32)>,
+    decodes: AtomicU64,
 }
 
 impl<B: Backend> SamSegmenter<B> {
@@ -58,6 +61,7 @@ impl<B: Backend> SamSegmenter<B> {
             stages,
             params,
             image_size: None,
+            decodes: AtomicU64::new(0),
         }
     }
 
@@ -99,6 +103,68 @@ impl<B: Backend> SamSegmenter<B> {
         bbox: PixelBox,
         stages: &BoxSegmenter,
     ) -> Result<BoxMask, PslgError> {
+        let roi = self.region(image, bbox)?;
+        let t = Instant::now();
+        let point = stages
+            .cfpg
+            .as_ref()
+            .map(|g| g.generate(image, bbox))
+            .transpose()?;
+        let mut timings = StageTimings {
+            cfpg: t.elapsed(),
+            ..StageTimings::default()
+        };
+        let t = Instant::now();
+        let prediction = self.predict(roi, self.prompt_point(point.as_ref()))?;
+        timings.sam = t.elapsed();
+        self.refine(image, roi, point, prediction, stages, timings)
+    }
+
+    /// Each of `cells` (e.g. the CFPG × MBO ablation grid, `pslg eval-rrsis --ablation`) on the same box, as
+    /// [`SamSegmenter::segment_with`] of each would give, but each distinct CFPG configuration runs once and
+    /// each distinct SAM prompt is decoded once: the four cells of the grid have two prompts (the box alone,
+    /// the box and the CFPG point), one when CFPG falls back to the box centre. Reused steps report zero time.
+    pub fn segment_cells(
+        &self,
+        image: &RgbImage,
+        bbox: PixelBox,
+        cells: &[BoxSegmenter],
+    ) -> Vec<Result<BoxMask, PslgError>> {
+        let mut points = PointMemo::default();
+        let mut predictions: Vec<(Option<[f32; 2]>, Prediction)> = Vec::new();
+        cells
+            .iter()
+            .map(|stages| -> Result<BoxMask, PslgError> {
+                let roi = self.region(image, bbox)?;
+                let (point, cfpg) = points.point(stages.cfpg.as_ref(), image, bbox)?;
+                let mut timings = StageTimings {
+                    cfpg,
+                    ..StageTimings::default()
+                };
+                let key = self.prompt_point(point.as_ref());
+                let prediction = match predictions.iter().find(|(k, _)| *k == key) {
+                    Some((_, p)) => p.clone(),
+                    None => {
+                        let t = Instant::now();
+                        let p = self.predict(roi, key)?;
+                        timings.sam = t.elapsed();
+                        predictions.push((key, p.clone()));
+                        p
+                    }
+                };
+                self.refine(image, roi, point, prediction, stages, timings)
+            })
+            .collect()
+    }
+
+    /// SAM decoder runs so far (every [`SamSegmenter::segment`] / `segment_with` call, each distinct prompt
+    /// of a [`SamSegmenter::segment_cells`] call): for speed reports.
+    pub fn decodes(&self) -> u64 {
+        self.decodes.load(Ordering::Relaxed)
+    }
+
+    /// The box clamped to the encoded image, after checking that `image` is the one encoded.
+    fn region(&self, image: &RgbImage, bbox: PixelBox) -> Result<Roi, PslgError> {
         let (w, h) = image.dimensions();
         match self.image_size {
             None => return Err(PslgError::Sam(pslg_sam::SamError::NoImage)),
@@ -110,26 +176,40 @@ impl<B: Backend> SamSegmenter<B> {
             }
             Some(_) => {}
         }
-        let roi = clamp_box(bbox, w, h)?;
-        let mut timings = StageTimings::default();
-        let t = Instant::now();
-        let point = stages
-            .cfpg
-            .as_ref()
-            .map(|g| g.generate(image, bbox))
-            .transpose()?;
-        timings.cfpg = t.elapsed();
+        Ok(clamp_box(bbox, w, h)?)
+    }
 
-        let t = Instant::now();
-        let sam_point = point
-            .as_ref()
+    /// The point SAM is prompted with: the CFPG point when the point prompt is on and CFPG did not fall back.
+    fn prompt_point(&self, point: Option<&ForegroundPoint>) -> Option<[f32; 2]> {
+        point
             .filter(|_| self.params.point_prompt)
-            .and_then(ForegroundPoint::prompt_xy);
-        let prompt = Prompt::for_region(roi, sam_point);
-        let prediction = self.predictor.predict(&prompt, false)?;
+            .and_then(ForegroundPoint::prompt_xy)
+    }
+
+    /// One decoder run: the box of `roi` and `point`.
+    fn predict(&self, roi: Roi, point: Option<[f32; 2]>) -> Result<Prediction, PslgError> {
+        self.decodes.fetch_add(1, Ordering::Relaxed);
+        Ok(self
+            .predictor
+            .predict(&Prompt::for_region(roi, point), false)?)
+    }
+
+    /// SAM's mask inside the box, then MBO from it when `stages` has MBO (SAM's mask when MBO collapses, the
+    /// box path when SAM found nothing).
+    fn refine(
+        &self,
+        image: &RgbImage,
+        roi: Roi,
+        point: Option<ForegroundPoint>,
+        prediction: Prediction,
+        stages: &BoxSegmenter,
+        mut timings: StageTimings,
+    ) -> Result<BoxMask, PslgError> {
+        let (w, h) = image.dimensions();
+        let t = Instant::now();
         // SAM's mask inside the box (the referring box bounds the object, as in the box path).
         let (sam_mask, sam_area) = paste_in_box(&prediction.best_mask(), (0, 0), roi, (w, h));
-        timings.sam = t.elapsed();
+        timings.sam += t.elapsed();
 
         let Some(refiner) = &stages.mbo else {
             return Ok(BoxMask {
@@ -143,9 +223,8 @@ impl<B: Backend> SamSegmenter<B> {
             });
         };
         if sam_area == 0 {
-            // SAM found nothing: the weight-free path from the box.
-            let mut out = stages.segment(image, bbox)?;
-            out.timings.sam = timings.sam;
+            // SAM found nothing: the weight-free path from the box (with the CFPG point already found).
+            let mut out = stages.segment_at(image, roi, point, timings)?;
             out.sam = Some(prediction);
             return Ok(out);
         }

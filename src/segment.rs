@@ -175,17 +175,53 @@ impl BoxSegmenter {
     /// # Errors
     /// [`PslgError::Cfpg`] for an empty image or a degenerate / outside box.
     pub fn segment(&self, image: &RgbImage, bbox: PixelBox) -> Result<BoxMask, PslgError> {
-        let (w, h) = image.dimensions();
-        let roi = clamp_box(bbox, w, h)?;
-        let mut timings = StageTimings::default();
+        let roi = clamp_box(bbox, image.width(), image.height())?;
         let t = Instant::now();
         let point = self
             .cfpg
             .as_ref()
             .map(|g| g.generate(image, bbox))
             .transpose()?;
-        timings.cfpg = t.elapsed();
+        let timings = StageTimings {
+            cfpg: t.elapsed(),
+            ..StageTimings::default()
+        };
+        self.segment_at(image, roi, point, timings)
+    }
 
+    /// Each of `cells` (e.g. the CFPG × MBO ablation grid) on the same box, as [`BoxSegmenter::segment`]
+    /// of each would give, but CFPG runs once per distinct CFPG configuration: cells that share one reuse its
+    /// point (their `timings.cfpg` is then zero).
+    pub fn segment_cells(
+        image: &RgbImage,
+        bbox: PixelBox,
+        cells: &[BoxSegmenter],
+    ) -> Vec<Result<BoxMask, PslgError>> {
+        let mut points = PointMemo::default();
+        cells
+            .iter()
+            .map(|cell| -> Result<BoxMask, PslgError> {
+                let roi = clamp_box(bbox, image.width(), image.height())?;
+                let (point, cfpg) = points.point(cell.cfpg.as_ref(), image, bbox)?;
+                let timings = StageTimings {
+                    cfpg,
+                    ..StageTimings::default()
+                };
+                cell.segment_at(image, roi, point, timings)
+            })
+            .collect()
+    }
+
+    /// The box path after CFPG: the box itself without MBO, else MBO from the box (back to the box when it
+    /// collapses).
+    pub(crate) fn segment_at(
+        &self,
+        image: &RgbImage,
+        roi: Roi,
+        point: Option<ForegroundPoint>,
+        mut timings: StageTimings,
+    ) -> Result<BoxMask, PslgError> {
+        let (w, h) = image.dimensions();
         let box_mask = || {
             let mut m = GrayImage::new(w, h);
             for y in roi.y..roi.y + roi.height {
@@ -224,6 +260,34 @@ impl BoxSegmenter {
             collapsed,
             timings,
         })
+    }
+}
+
+/// The CFPG points of one box under the configurations met so far: cells of an ablation grid that share a
+/// CFPG configuration share its point.
+#[derive(Debug, Default)]
+pub(crate) struct PointMemo<'a> {
+    done: Vec<(&'a ForegroundPointGenerator, ForegroundPoint)>,
+}
+
+impl<'a> PointMemo<'a> {
+    /// The point of `generator` on `bbox` (`None` without CFPG) and the time it took (zero when reused).
+    pub(crate) fn point(
+        &mut self,
+        generator: Option<&'a ForegroundPointGenerator>,
+        image: &RgbImage,
+        bbox: PixelBox,
+    ) -> Result<(Option<ForegroundPoint>, Duration), PslgError> {
+        let Some(g) = generator else {
+            return Ok((None, Duration::ZERO));
+        };
+        if let Some((_, p)) = self.done.iter().find(|(h, _)| *h == g) {
+            return Ok((Some(p.clone()), Duration::ZERO));
+        }
+        let t = Instant::now();
+        let p = g.generate(image, bbox)?;
+        self.done.push((g, p.clone()));
+        Ok((Some(p), t.elapsed()))
     }
 }
 

@@ -165,3 +165,68 @@ fn sam_path_refines_large_boxes_downscaled_like_the_box_path() {
     );
     assert_eq!(out.mask.dimensions(), image.dimensions());
 }
+
+/// The ablation grid decodes each distinct SAM prompt once (two: the box alone, the box and the CFPG point;
+/// one when CFPG falls back), runs CFPG once, and gives each cell what segmenting it alone gives.
+#[test]
+fn ablation_cells_share_the_cfpg_point_and_the_sam_decodes() {
+    use pslg::cfpg::PixelBox;
+    use pslg::{BoxSegmenter, BoxSegmenterParams, SamSegmenter};
+    let device = Default::default();
+    let base = BoxSegmenterParams::default();
+    let cells: Vec<BoxSegmenter> = [(false, false), (true, false), (false, true), (true, true)]
+        .iter()
+        .map(|&(cfpg, mbo)| {
+            BoxSegmenter::new(BoxSegmenterParams {
+                cfpg: base.cfpg.clone().filter(|_| cfpg),
+                mbo: base.mbo.clone().filter(|_| mbo),
+                ..base.clone()
+            })
+            .unwrap()
+        })
+        .collect();
+    let image = scene();
+    let b = PixelBox::new(20, 10, 60, 50);
+    let mut s = SamSegmenter::new(
+        tiny_sam(),
+        device,
+        BoxSegmenter::new(base).unwrap(),
+        SamSegmenterParams::default(),
+    );
+    s.set_image(&image).unwrap();
+    let grid = s.segment_cells(&image, b, &cells);
+    let shared = s.decodes();
+    let alone: Vec<_> = cells
+        .iter()
+        .map(|c| s.segment_with(&image, b, c).unwrap())
+        .collect();
+    assert_eq!(s.decodes() - shared, 4, "one decode per cell alone");
+    let fallback = alone[1].point.as_ref().is_some_and(|p| p.is_fallback());
+    assert_eq!(
+        shared,
+        if fallback { 1 } else { 2 },
+        "distinct prompts only"
+    );
+    assert_eq!(grid.len(), 4);
+    for (g, a) in grid.into_iter().zip(&alone) {
+        let g = g.unwrap();
+        assert_eq!(g.mask, a.mask);
+        assert_eq!(g.point, a.point);
+        assert_eq!(g.collapsed, a.collapsed);
+        assert_eq!(
+            g.sam.map(|p| p.masks),
+            a.sam.as_ref().map(|p| p.masks.clone())
+        );
+    }
+    assert!(alone[0].point.is_none() && alone[1].point.is_some());
+
+    // The weight-free path: the same masks as each cell alone.
+    let grid = BoxSegmenter::segment_cells(&image, b, &cells);
+    for (g, c) in grid.into_iter().zip(&cells) {
+        let (g, a) = (g.unwrap(), c.segment(&image, b).unwrap());
+        assert_eq!((g.mask, g.point), (a.mask, a.point));
+    }
+    // A bad box is an error in every cell, not a panic.
+    let bad = s.segment_cells(&image, PixelBox::new(5, 5, 5, 9), &cells);
+    assert!(bad.iter().all(|r| r.is_err()));
+}

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub enum CheckpointError {
     /// The file could not be read as a PyTorch or safetensors state dict, or its tensors not applied.
     #[error(
-        "checkpoint {path} cannot be read: {reason} (a PyTorch .pth or a safetensors state dict is expected; \
+        "cannot read checkpoint {path}: {reason} (a PyTorch .pth or a safetensors state dict is expected; \
          a truncated download gives this error, download it again)"
     )]
     Read {

@@ -240,8 +240,8 @@ fn evaluate_one<B: Backend>(
     };
     record.bbox = Some([bbox.x1, bbox.y1, bbox.x2, bbox.y2]);
     let t = Instant::now();
-    for s in stages {
-        let stats = match pipeline.segment_box_with(image, bbox, s) {
+    for result in pipeline.segment_box_cells(image, bbox, stages) {
+        let stats = match result {
             Ok(out) => {
                 let st = score(&out.mask, &gt, protocol)?;
                 [st.intersection, st.union]

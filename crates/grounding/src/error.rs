@@ -9,7 +9,7 @@ pub enum GroundingError {
     /// A checkpoint cannot be loaded: unreadable or truncated, or a tensor missing, unexpected or
     /// mis-shaped (the shared checkpoint layer's error, naming the file and the key).
     #[error(
-        "grounding {0} (expected an LQVG checkpoint.pth, a safetensors export of its state dict, or a \
+        "grounding: {0} (expected an LQVG checkpoint.pth, a safetensors export of its state dict, or a \
          BERT/RoBERTa model.safetensors)"
     )]
     Checkpoint(#[from] pslg_checkpoint::CheckpointError),

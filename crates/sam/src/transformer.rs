@@ -6,9 +6,9 @@ use crate::SamConfig;
 use crate::common::MlpBlock;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 
 /// Attention with optional down-projection of the embedding (`downsample_rate`).
 #[derive(Module, Debug)]

@@ -428,7 +428,7 @@ fn ground_prints_the_official_box_as_json() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read grounding checkpoint"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read checkpoint"));
     let out = pslg()
         .args(["ground", "--checkpoint"])
         .arg(&ckpt)
