@@ -104,16 +104,7 @@ impl<B: Backend> SamSegmenter<B> {
         stages: &BoxSegmenter,
     ) -> Result<BoxMask, PslgError> {
         let roi = self.region(image, bbox)?;
-        let t = Instant::now();
-        let point = stages
-            .cfpg
-            .as_ref()
-            .map(|g| g.generate(image, bbox))
-            .transpose()?;
-        let mut timings = StageTimings {
-            cfpg: t.elapsed(),
-            ..StageTimings::default()
-        };
+        let (point, mut timings) = stages.cfpg_step(image, bbox)?;
         let t = Instant::now();
         let prediction = self.predict(roi, self.prompt_point(point.as_ref()))?;
         timings.sam = t.elapsed();

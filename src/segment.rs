@@ -176,17 +176,22 @@ impl BoxSegmenter {
     /// [`PslgError::Cfpg`] for an empty image or a degenerate / outside box.
     pub fn segment(&self, image: &RgbImage, bbox: PixelBox) -> Result<BoxMask, PslgError> {
         let roi = clamp_box(bbox, image.width(), image.height())?;
-        let t = Instant::now();
-        let point = self
-            .cfpg
-            .as_ref()
-            .map(|g| g.generate(image, bbox))
-            .transpose()?;
+        let (point, timings) = self.cfpg_step(image, bbox)?;
+        self.segment_at(image, roi, point, timings)
+    }
+
+    /// CFPG on `bbox` when these stages have it: the point, and the timings with its duration.
+    pub(crate) fn cfpg_step(
+        &self,
+        image: &RgbImage,
+        bbox: PixelBox,
+    ) -> Result<(Option<ForegroundPoint>, StageTimings), PslgError> {
+        let (point, cfpg) = PointMemo::default().point(self.cfpg.as_ref(), image, bbox)?;
         let timings = StageTimings {
-            cfpg: t.elapsed(),
+            cfpg,
             ..StageTimings::default()
         };
-        self.segment_at(image, roi, point, timings)
+        Ok((point, timings))
     }
 
     /// Each of `cells` (e.g. the CFPG × MBO ablation grid) on the same box, as [`BoxSegmenter::segment`]

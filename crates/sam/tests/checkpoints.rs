@@ -1,10 +1,14 @@
 //! Checkpoint loading: the official `.pth`, a safetensors export of the same state dict, and typed errors
 //! for truncated, missing, unexpected and mis-shaped tensors.
 
+#[path = "../../../tests/common/state_dict.rs"]
+mod state_dict;
+
 use burn_ndarray::NdArray;
 use burn_store::{ModuleStore, PytorchStore};
 use pslg_checkpoint::CheckpointError as C;
 use pslg_sam::{Prompt, Sam, SamConfig, SamError, SamPredictor};
+use state_dict::write_safetensors;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -37,26 +41,6 @@ fn state_dict() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
             (k.clone(), (s.shape.to_vec(), v))
         })
         .collect()
-}
-
-fn write_safetensors(path: &Path, sd: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
-    let bytes: BTreeMap<&String, Vec<u8>> = sd
-        .iter()
-        .map(|(k, (_, v))| (k, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = sd
-        .iter()
-        .map(|(k, (shape, _))| {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                shape.clone(),
-                &bytes[k],
-            )
-            .unwrap();
-            (k.clone(), view)
-        })
-        .collect();
-    safetensors::tensor::serialize_to_file(views, None, path).unwrap();
 }
 
 fn predict(sam: Sam<B>) -> Vec<f32> {

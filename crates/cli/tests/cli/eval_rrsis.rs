@@ -191,13 +191,17 @@ fn sentences_through_grounding_and_sam_resume_from_the_results_file() {
 #[test]
 fn bad_datasets_are_error_messages() {
     let d = common::tmp("eval-bad");
-    let out = pslg()
-        .args(["eval-rrsis", "--gt-box", "--root"])
-        .arg(&d)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let msg = String::from_utf8_lossy(&out.stderr);
+    // eval-rrsis --gt-box on `d` fails; its message.
+    let failure = |d: &std::path::Path| {
+        let out = pslg()
+            .args(["eval-rrsis", "--gt-box", "--root"])
+            .arg(d)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let msg = failure(&d);
     assert!(msg.contains("refs(unc).p"), "{msg}");
     assert!(!msg.contains("panicked"), "{msg}");
     // A mask of another size than its image names the record.
@@ -205,13 +209,7 @@ fn bad_datasets_are_error_messages() {
     image::RgbImage::new(40, 30)
         .save(d.join("JPEGImages/img_004.png"))
         .unwrap();
-    let out = pslg()
-        .args(["eval-rrsis", "--gt-box", "--root"])
-        .arg(&d)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let msg = String::from_utf8_lossy(&out.stderr);
+    let msg = failure(&d);
     assert!(
         msg.contains("img_004.png") && msg.contains("the mask is"),
         "{msg}"

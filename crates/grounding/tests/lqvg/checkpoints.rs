@@ -2,6 +2,7 @@
 //! The variants are derived from the committed tiny official checkpoint (re-written as safetensors).
 
 use crate::common;
+use crate::state_dict::write_safetensors;
 
 use burn::tensor::{Tensor, TensorData};
 use burn_ndarray::NdArray;
@@ -42,28 +43,6 @@ fn state_dict() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
             )
         })
         .collect()
-}
-
-fn write_safetensors(path: &Path, sd: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
-    let bytes: BTreeMap<&String, Vec<u8>> = sd
-        .iter()
-        .map(|(k, (_, v))| (k, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = sd
-        .iter()
-        .map(|(k, (shape, _))| {
-            (
-                k.clone(),
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    shape.clone(),
-                    &bytes[k],
-                )
-                .expect("view"),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, path).expect("write safetensors");
 }
 
 fn logits(model: &Lqvg<B>) -> Vec<f32> {

@@ -3,6 +3,8 @@
 //! one per file); the learning-from-scratch test keeps its own binary (`learning.rs`).
 
 mod common;
+#[path = "../../../../tests/common/state_dict.rs"]
+mod state_dict;
 
 mod checkpoints;
 mod fit;
