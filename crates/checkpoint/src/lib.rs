@@ -125,17 +125,31 @@ impl KeyMap {
     /// assert_eq!(keys.to_official("other.weight"), "other.weight");
     /// ```
     pub fn to_official(&self, path: &str) -> String {
-        let mut out = path.to_string();
-        for (official, port) in self.0 {
-            // The fragments are fixed strings apart from `#`: the regex always compiles.
-            if let Ok(re) = Regex::new(&fragment_regex(port)) {
-                out = re
-                    .replace_all(&out, fragment_template(official).as_str())
-                    .into_owned();
-            }
-        }
-        out
+        apply(&self.port_rules(), path)
     }
+
+    /// The port → official rules, compiled once for a whole module's paths. The fragments are fixed
+    /// strings apart from `#`, so every regex compiles.
+    fn port_rules(&self) -> Vec<(Regex, String)> {
+        self.0
+            .iter()
+            .filter_map(|(official, port)| {
+                Some((
+                    Regex::new(&fragment_regex(port)).ok()?,
+                    fragment_template(official),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// `path` with every rule applied in order.
+fn apply(rules: &[(Regex, String)], path: &str) -> String {
+    let mut out = path.to_string();
+    for (re, template) in rules {
+        out = re.replace_all(&out, template.as_str()).into_owned();
+    }
+    out
 }
 
 /// Whether a path names a safetensors file (else it is read as a PyTorch `.pth`).
@@ -218,10 +232,11 @@ pub fn expected_shapes<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     module: &M,
     keys: &KeyMap,
 ) -> BTreeMap<String, Vec<usize>> {
+    let rules = keys.port_rules();
     module
         .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
         .into_iter()
-        .map(|s| (keys.to_official(&s.full_path()), s.shape.to_vec()))
+        .map(|s| (apply(&rules, &s.full_path()), s.shape.to_vec()))
         .collect()
 }
 
