@@ -221,22 +221,10 @@ impl<B: Backend> SamSegmenter<B> {
         }
         let t = Instant::now();
         let init = (&sam_mask, self.params.erode_radius, self.params.band_radius);
-        let (mut mask, kept, refinement) =
-            stages.refine_in_context(refiner, image, roi, point.as_ref(), Some(init))?;
-        // MBO collapsing far below SAM's mask (inside the box) is GrabCut's failure mode: keep SAM's mask.
-        let collapsed = (kept as f64) < stages.params().min_keep_fraction * sam_area as f64;
-        if collapsed {
-            mask = sam_mask;
-        }
+        let refined = stages.refine_in_context(refiner, image, roi, point.as_ref(), Some(init))?;
         timings.mbo = t.elapsed();
-        Ok(BoxMask {
-            sam: Some(prediction),
-            mask,
-            roi,
-            point,
-            refinement: Some(refinement),
-            collapsed,
-            timings,
-        })
+        // MBO collapsing far below SAM's mask (inside the box) is GrabCut's failure mode: keep SAM's mask.
+        let floor = stages.params().min_keep_fraction * sam_area as f64;
+        Ok(refined.into_box_mask(floor, || sam_mask, point, Some(prediction), timings))
     }
 }

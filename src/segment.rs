@@ -249,22 +249,10 @@ impl BoxSegmenter {
         };
 
         let t = Instant::now();
-        let (mut mask, kept, refinement) =
-            self.refine_in_context(refiner, image, roi, point.as_ref(), None)?;
-        let collapsed = (kept as f64) < self.params.min_keep_fraction * roi.area() as f64;
-        if collapsed {
-            mask = box_mask();
-        }
+        let refined = self.refine_in_context(refiner, image, roi, point.as_ref(), None)?;
         timings.mbo = t.elapsed();
-        Ok(BoxMask {
-            sam: None,
-            mask,
-            roi,
-            point,
-            refinement: Some(refinement),
-            collapsed,
-            timings,
-        })
+        let floor = self.params.min_keep_fraction * roi.area() as f64;
+        Ok(refined.into_box_mask(floor, box_mask, point, None, timings))
     }
 }
 
@@ -311,7 +299,7 @@ impl BoxSegmenter {
         roi: Roi,
         point: Option<&ForegroundPoint>,
         init: Option<(&GrayImage, u8, u8)>,
-    ) -> Result<(GrayImage, usize, Refinement), PslgError> {
+    ) -> Result<Refined, PslgError> {
         let (w, h) = image.dimensions();
         let ctx = self.context_crop(roi, w, h);
         let (cx0, cy0, crop_w, crop_h) = (ctx.x, ctx.y, ctx.width, ctx.height);
@@ -389,7 +377,47 @@ impl BoxSegmenter {
         } else {
             paste_in_box(&refinement.mask, (cx0, cy0), roi, (w, h))
         };
-        Ok((mask, kept, refinement))
+        Ok(Refined {
+            mask,
+            kept,
+            roi,
+            refinement,
+        })
+    }
+}
+
+/// MBO's result pasted onto the whole image, before the collapse rule.
+pub(crate) struct Refined {
+    /// MBO's mask inside the box, the image's size.
+    mask: GrayImage,
+    /// Its foreground pixels.
+    kept: usize,
+    /// The box clamped to the image.
+    roi: Roi,
+    /// MBO's result on the context crop.
+    refinement: Refinement,
+}
+
+impl Refined {
+    /// The stage-2 result: MBO's mask, or `fallback()` when MBO kept fewer than `floor` pixels (a collapse).
+    pub(crate) fn into_box_mask(
+        self,
+        floor: f64,
+        fallback: impl FnOnce() -> GrayImage,
+        point: Option<ForegroundPoint>,
+        sam: Option<pslg_sam::Prediction>,
+        timings: StageTimings,
+    ) -> BoxMask {
+        let collapsed = (self.kept as f64) < floor;
+        BoxMask {
+            mask: if collapsed { fallback() } else { self.mask },
+            roi: self.roi,
+            point,
+            refinement: Some(self.refinement),
+            collapsed,
+            timings,
+            sam,
+        }
     }
 }
 

@@ -53,6 +53,37 @@ impl PartialOrd for Entry {
     }
 }
 
+/// The flooding front: the priority queue and which pixels have entered it.
+struct Flood {
+    heap: BinaryHeap<Entry>,
+    queued: Vec<bool>,
+    /// Entries pushed so far (the FIFO tie-break).
+    age: u64,
+}
+
+impl Flood {
+    /// Queues, at their elevation, the neighbours that are unlabelled mask pixels not queued yet.
+    fn offer(
+        &mut self,
+        neighbours: [Option<usize>; 4],
+        labels: &[u32],
+        elev: &[f32],
+        inside: impl Fn(usize) -> bool,
+    ) {
+        for j in neighbours.into_iter().flatten() {
+            if labels[j] == 0 && !self.queued[j] && inside(j) {
+                self.queued[j] = true;
+                self.heap.push(Entry {
+                    level: elev[j],
+                    age: self.age,
+                    index: j,
+                });
+                self.age += 1;
+            }
+        }
+    }
+}
+
 /// Marker-controlled watershed by Meyer's flooding algorithm (F. Meyer, "Topographic distance and watershed
 /// lines", Signal Processing 38, 1994), on the relief `elevation`, restricted to the nonzero pixels of `mask`.
 ///
@@ -87,9 +118,11 @@ pub fn watershed(elevation: &FloatMap, markers: &LabelMap, mask: &GrayImage) -> 
         .enumerate()
         .map(|(i, &l)| if inside(i) { l } else { 0 })
         .collect();
-    let mut queued = vec![false; n];
-    let mut heap = BinaryHeap::new();
-    let mut age = 0u64;
+    let mut flood = Flood {
+        heap: BinaryHeap::new(),
+        queued: vec![false; n],
+        age: 0,
+    };
     let neighbours = |i: usize| {
         let (x, y) = (i % wu, i / wu);
         [
@@ -101,21 +134,11 @@ pub fn watershed(elevation: &FloatMap, markers: &LabelMap, mask: &GrayImage) -> 
     };
     for i in 0..n {
         if labels[i] != 0 {
-            queued[i] = true;
-            for j in neighbours(i).into_iter().flatten() {
-                if labels[j] == 0 && !queued[j] && inside(j) {
-                    queued[j] = true;
-                    heap.push(Entry {
-                        level: elev[j],
-                        age,
-                        index: j,
-                    });
-                    age += 1;
-                }
-            }
+            flood.queued[i] = true;
+            flood.offer(neighbours(i), &labels, elev, inside);
         }
     }
-    while let Some(Entry { index: i, .. }) = heap.pop() {
+    while let Some(Entry { index: i, .. }) = flood.heap.pop() {
         let mut label = 0;
         for j in neighbours(i).into_iter().flatten() {
             let l = labels[j];
@@ -132,17 +155,7 @@ pub fn watershed(elevation: &FloatMap, markers: &LabelMap, mask: &GrayImage) -> 
         if label == WATERSHED_LINE || label == 0 {
             continue;
         }
-        for j in neighbours(i).into_iter().flatten() {
-            if !queued[j] && labels[j] == 0 && inside(j) {
-                queued[j] = true;
-                heap.push(Entry {
-                    level: elev[j],
-                    age,
-                    index: j,
-                });
-                age += 1;
-            }
-        }
+        flood.offer(neighbours(i), &labels, elev, inside);
     }
     LabelMap::from_raw(w, h, labels).unwrap_or_else(|| LabelMap::new(w, h))
 }
