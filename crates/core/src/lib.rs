@@ -8,8 +8,10 @@
 //! | [`Roi`], [`clamp_box`], [`crop_roi`] | the box clamped to the image, never empty | Eq. (4) |
 //! | [`kmeans_pp`], [`nearest`] | k-means with k-means++ seeding on colour vectors | Eq. (5) |
 //! | [`mask_box`], [`paste_in_box`] | a mask's tight box; a crop's mask pasted back inside the box | — |
+//! | [`atomic`] | crash-safe output files (temporary name, then rename) | — |
 #![warn(missing_docs)]
 
+pub mod atomic;
 mod boxes;
 mod kmeans;
 mod mask;

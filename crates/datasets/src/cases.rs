@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Case {
     /// Unique id; predictions are written as `<id>.png`.
     pub id: String,
+    /// 1-based line of the case file (for error messages).
+    pub line: usize,
     /// Image path, resolved against the case file's folder.
     pub image: PathBuf,
     /// Box prompt (`None` for a sentence-only case).
@@ -38,69 +40,103 @@ struct RawCase {
     category: Option<String>,
 }
 
-/// Reads a `cases.jsonl` file. Blank lines are skipped.
+/// Reads a `cases.jsonl` file. Blank lines are skipped. Fails on the first malformed line (`--strict`);
+/// [`read_cases_lenient`] collects them instead.
 ///
 /// # Errors
 /// [`DatasetError::ReadCases`] when the file cannot be read, [`DatasetError::BadCase`] naming the line for malformed
 /// JSON, a missing field, non-integer or non-finite box coordinates, an id unusable as a file name, or a
 /// duplicate id.
 pub fn read_cases(path: &Path) -> Result<Vec<Case>, DatasetError> {
+    let file = read_cases_lenient(path)?;
+    match file.errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(file.cases),
+    }
+}
+
+/// A case file read leniently: its well-formed cases, and one [`DatasetError::BadCase`] per malformed line,
+/// so that a long batch runs the rest and reports those.
+#[derive(Debug)]
+pub struct CaseFile {
+    /// The well-formed cases, in file order.
+    pub cases: Vec<Case>,
+    /// The malformed lines, in file order (each a [`DatasetError::BadCase`] naming its line).
+    pub errors: Vec<DatasetError>,
+}
+
+/// Reads a `cases.jsonl` file, keeping going past malformed lines (see [`CaseFile`]). A second line with an
+/// id already seen is malformed; the first one stays.
+///
+/// # Errors
+/// [`DatasetError::ReadCases`] when the file cannot be read at all.
+pub fn read_cases_lenient(path: &Path) -> Result<CaseFile, DatasetError> {
     let text = std::fs::read_to_string(path).map_err(|source| DatasetError::ReadCases {
         path: path.to_path_buf(),
         source,
     })?;
     let root = path.parent().unwrap_or(Path::new("."));
-    let mut cases = Vec::new();
+    let mut file = CaseFile {
+        cases: Vec::new(),
+        errors: Vec::new(),
+    };
     let mut seen = std::collections::HashSet::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |reason: String| DatasetError::BadCase {
-            path: path.to_path_buf(),
-            line: i + 1,
-            reason,
-        };
-        let raw: RawCase = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-        if raw.id.is_empty() || raw.id.contains(['/', '\\']) || raw.id == "." || raw.id == ".." {
-            return Err(bad(format!(
-                "id {:?} cannot be used as a file name",
-                raw.id
-            )));
+        match parse_case(root, line, i + 1, &mut seen) {
+            Ok(c) => file.cases.push(c),
+            Err(reason) => file.errors.push(DatasetError::BadCase {
+                path: path.to_path_buf(),
+                line: i + 1,
+                reason,
+            }),
         }
-        if !seen.insert(raw.id.clone()) {
-            return Err(bad(format!("duplicate id {:?}", raw.id)));
-        }
-        let bbox = match raw.bbox {
-            Some(rb) => {
-                let mut b = [0i64; 4];
-                for (dst, &v) in b.iter_mut().zip(&rb) {
-                    if !v.is_finite() || v.fract() != 0.0 || v.abs() > 1e12 {
-                        return Err(bad(format!(
-                            "box {rb:?} must hold integer pixel coordinates"
-                        )));
-                    }
-                    *dst = v as i64;
-                }
-                Some(PixelBox::new(b[0], b[1], b[2], b[3]))
-            }
-            None => None,
-        };
-        if bbox.is_none() && raw.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
-            return Err(bad(
-                "give a \"box\" [x1, y1, x2, y2] or a non-empty \"text\" to ground".into(),
-            ));
-        }
-        cases.push(Case {
-            id: raw.id,
-            image: root.join(raw.image),
-            bbox,
-            text: raw.text,
-            mask: raw.mask.map(|m| root.join(m)),
-            category: raw.category,
-        });
     }
-    Ok(cases)
+    Ok(file)
+}
+
+/// One line of a case file (`line` 1-based), or what is wrong with it.
+fn parse_case(
+    root: &Path,
+    text: &str,
+    line: usize,
+    seen: &mut std::collections::HashSet<String>,
+) -> Result<Case, String> {
+    let raw: RawCase = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if raw.id.is_empty() || raw.id.contains(['/', '\\']) || raw.id == "." || raw.id == ".." {
+        return Err(format!("id {:?} cannot be used as a file name", raw.id));
+    }
+    if seen.contains(&raw.id) {
+        return Err(format!("duplicate id {:?}", raw.id));
+    }
+    let bbox = match raw.bbox {
+        Some(rb) => {
+            let mut b = [0i64; 4];
+            for (dst, &v) in b.iter_mut().zip(&rb) {
+                if !v.is_finite() || v.fract() != 0.0 || v.abs() > 1e12 {
+                    return Err(format!("box {rb:?} must hold integer pixel coordinates"));
+                }
+                *dst = v as i64;
+            }
+            Some(PixelBox::new(b[0], b[1], b[2], b[3]))
+        }
+        None => None,
+    };
+    if bbox.is_none() && raw.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        return Err("give a \"box\" [x1, y1, x2, y2] or a non-empty \"text\" to ground".into());
+    }
+    seen.insert(raw.id.clone());
+    Ok(Case {
+        id: raw.id,
+        line,
+        image: root.join(raw.image),
+        bbox,
+        text: raw.text,
+        mask: raw.mask.map(|m| root.join(m)),
+        category: raw.category,
+    })
 }
 
 #[cfg(test)]
@@ -169,5 +205,28 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn lenient_reading_keeps_the_good_lines_and_names_the_bad_ones() {
+        let p = write(
+            "mixed.jsonl",
+            "{\"id\": \"a\", \"image\": \"x.png\", \"box\": [1, 2, 3, 4]}\nnot json\n\n{\"id\": \"a\", \"image\": \"y.png\", \"box\": [1, 2, 3, 4]}\n{\"id\": \"b\", \"image\": \"y.png\", \"box\": [1, 2, 3.5, 4]}\n{\"id\": \"c\", \"image\": \"y.png\", \"box\": [0, 0, 9, 9]}\n",
+        );
+        let f = read_cases_lenient(&p).unwrap();
+        let ids: Vec<(&str, usize)> = f.cases.iter().map(|c| (c.id.as_str(), c.line)).collect();
+        assert_eq!(ids, [("a", 1), ("c", 6)]);
+        let lines: Vec<usize> = f
+            .errors
+            .iter()
+            .map(|e| match e {
+                DatasetError::BadCase { line, .. } => *line,
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(lines, [2, 4, 5]);
+        assert!(f.errors[1].to_string().contains("duplicate id"));
+        // Strict reading stops at the first.
+        assert!(read_cases(&p).unwrap_err().to_string().contains("line 2"));
     }
 }

@@ -5,12 +5,14 @@
 //! |---|---|
 //! | [`cases`] | `cases.jsonl`: an image, a box or a sentence, an optional mask and category per line |
 //! | [`rrsis`] | RRSIS-D / RRSIS-M (RefCOCO layout: `refs(unc).p`, `instances.json` with COCO polygons or RLE), RefSegRS, image–mask pairs; the COCO RLE codec |
+//! | [`shard`] | which images shard `K` of `N` of a job array takes (Slurm, Kubernetes Indexed Jobs) |
 //! | [`grounding`] | visual grounding: DIOR-RSVG (VOC XML, split files of object indices), RSVG-HR |
 #![warn(missing_docs)]
 
 pub mod cases;
 pub mod grounding;
 pub mod rrsis;
+pub mod shard;
 
 use std::path::PathBuf;
 

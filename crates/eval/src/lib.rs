@@ -13,12 +13,18 @@
 //! | [`Variant`], [`evaluate`], [`EvalSpeed`] | the ablation cells and the evaluation loop |
 //! | [`EvalSettings`], [`SampleRecord`], [`Tally`], [`ResultsFile`] | records, totals, the resumable file |
 //! | [`summary_json`], [`format_table`] | metrics keyed and printed as in the RRSIS tables |
+//! | [`result_lines`], [`result_table`], [`merge_results`] | what a run prints; the merge of a sharded run's files into the same |
 #![warn(missing_docs)]
 
+mod merge;
 mod protocol;
 mod results;
 mod run;
 
+pub use merge::{
+    ResultsContents, merge_results, read_results, result_lines, result_table, shard_path,
+    shard_settings,
+};
 pub use protocol::{Protocol, UnknownProtocol, score};
 pub use results::{EvalSettings, ResultsFile, SampleRecord, Tally, format_table, summary_json};
 pub use run::{EvalSpeed, Variant, evaluate};

@@ -4,7 +4,7 @@ use crate::{EvalError, Protocol, Variant};
 use pslg_metrics::{Accumulator, MaskStats, PRECISION_THRESHOLDS, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 /// What an evaluation run is: checked when a results file is resumed, so that one file never mixes two
@@ -180,7 +180,7 @@ pub fn format_table(rows: &[(&str, &Summary)]) -> String {
 #[derive(Debug)]
 pub struct ResultsFile {
     path: PathBuf,
-    writer: BufWriter<std::fs::File>,
+    file: std::fs::File,
     /// Totals of the records in the file (resumed ones included).
     pub tally: Tally,
     /// Ids already scored.
@@ -244,30 +244,30 @@ impl ResultsFile {
                 }
             }
         }
-        let tmp = path.with_extension("rewrite");
-        {
-            let f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
-            let mut w = BufWriter::new(f);
-            writeln!(w, "{header}").map_err(|e| err(e.to_string()))?;
+        // The header and the kept records replace the file in one rename: an interruption here leaves the
+        // old file or the new one, never a mix.
+        pslg_core::atomic::write_atomic(path, |w| {
+            writeln!(w, "{header}")?;
             for l in &kept {
-                writeln!(w, "{l}").map_err(|e| err(e.to_string()))?;
+                writeln!(w, "{l}")?;
             }
-            w.flush().map_err(|e| err(e.to_string()))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
-        let f = std::fs::OpenOptions::new()
+            Ok(())
+        })
+        .map_err(|e| err(e.to_string()))?;
+        let file = std::fs::OpenOptions::new()
             .append(true)
             .open(path)
             .map_err(|e| err(e.to_string()))?;
         Ok(Self {
             path: path.to_path_buf(),
-            writer: BufWriter::new(f),
+            file,
             tally,
             done,
         })
     }
 
-    /// Appends a record (flushed, so an interruption loses at most the sample in progress) and counts it.
+    /// Appends a record (written through at once, so an interruption loses at most the sample in progress)
+    /// and counts it.
     ///
     /// # Errors
     /// [`EvalError::Results`] when writing fails.
@@ -276,9 +276,13 @@ impl ResultsFile {
             path: self.path.clone(),
             reason,
         };
-        let line = serde_json::to_string(r).map_err(|e| err(e.to_string()))?;
-        writeln!(self.writer, "{line}").map_err(|e| err(e.to_string()))?;
-        self.writer.flush().map_err(|e| err(e.to_string()))?;
+        let mut line = serde_json::to_string(r).map_err(|e| err(e.to_string()))?;
+        line.push('\n');
+        // One `write` of the whole line (the file is unbuffered, opened for appending): a killed process
+        // leaves whole lines, or at worst a torn last one, which resuming drops.
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
         self.tally.add(r)?;
         self.done.insert(r.id.clone());
         Ok(())
@@ -293,8 +297,9 @@ impl ResultsFile {
             path: self.path.clone(),
             reason,
         };
-        writeln!(self.writer, "{}", serde_json::json!({ "summary": summary }))
-            .map_err(|e| err(e.to_string()))?;
-        self.writer.flush().map_err(|e| err(e.to_string()))
+        let line = format!("{}\n", serde_json::json!({ "summary": summary }));
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| err(e.to_string()))
     }
 }

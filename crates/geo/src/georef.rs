@@ -5,7 +5,7 @@
 //! onto a mask of the same size reproduces the input's georeference exactly, whatever CRS it names.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::Path;
 
 use image::GrayImage;
@@ -293,13 +293,31 @@ pub fn write_plain_mask(path: &Path, mask: &GrayImage) -> Result<(), GeoError> {
     write_gray_tiff(path, mask, None)
 }
 
+/// Writes the TIFF crash-safely (complete or not at all, [`pslg_core::atomic`]).
 fn write_gray_tiff(path: &Path, mask: &GrayImage, tags: Option<&RawTags>) -> Result<(), GeoError> {
-    let file = File::create(path).map_err(|source| GeoError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut failure = None;
+    pslg_core::atomic::write_atomic(path, |w| {
+        encode_gray_tiff(w, path, mask, tags).map_err(|e| {
+            failure = Some(e);
+            std::io::Error::other("TIFF encoding failed")
+        })
+    })
+    .map_err(|source| {
+        failure.take().unwrap_or_else(|| GeoError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+fn encode_gray_tiff<W: std::io::Write + std::io::Seek>(
+    w: W,
+    path: &Path,
+    mask: &GrayImage,
+    tags: Option<&RawTags>,
+) -> Result<(), GeoError> {
     let err = tiff_err(path);
-    let mut enc = TiffEncoder::new(BufWriter::new(file)).map_err(&err)?;
+    let mut enc = TiffEncoder::new(w).map_err(&err)?;
     let mut img = enc
         .new_image::<colortype::Gray8>(mask.width(), mask.height())
         .map_err(&err)?;

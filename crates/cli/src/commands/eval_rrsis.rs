@@ -1,12 +1,12 @@
 //! `pslg eval-rrsis`: the pipeline on a referring segmentation split (the paper's Tables 1 and 3),
-//! resumable through its results file.
+//! resumable through its results file; `--shard K/N` runs one shard of a job array, `--merge` totals the
+//! shards' files into what one whole run prints.
 
 use crate::flags::{GroundingFlags, SamFlags, StageFlags};
 use crate::report::{decoder_file, peak_rss_mb};
 use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pslg::metrics::Summary;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -15,8 +15,8 @@ use std::time::Instant;
 pub(crate) struct EvalRrsisArgs {
     /// Dataset root: `refs(unc).p`, `instances.json`, `JPEGImages/` (refcoco layout) or `images/`, `masks/`,
     /// `output_phrase_{split}.txt` (refsegrs layout).
-    #[arg(long)]
-    pub(crate) root: PathBuf,
+    #[arg(long, required_unless_present = "merge")]
+    pub(crate) root: Option<PathBuf>,
     /// `refcoco` (RRSIS-D, RRSIS-M), `refsegrs`, or `pairs` (`ROOT/{split}.jsonl` of image–mask pairs with
     /// a sentence each: `{"id", "image", "mask", "text", "category"?}`).
     #[arg(long, default_value = "refcoco", value_parser = |s: &str| s.parse::<pslg_datasets::rrsis::Layout>())]
@@ -57,6 +57,26 @@ pub(crate) struct EvalRrsisArgs {
     /// Run SAM and grounding on the CUDA GPU (build with `--features cuda`); CFPG and MBO stay on the CPU.
     #[arg(long)]
     pub(crate) cuda: bool,
+    /// Evaluate only shard K of N (0-based; whole images, balanced by sample count), or `auto` in a Slurm
+    /// array / Kubernetes Indexed Job. Needs --out: the shard writes OUT with `.K-of-N` before its extension
+    /// (`results.jsonl` → `results.2-of-8.jsonl`), resumed when it exists.
+    #[arg(long, requires = "out")]
+    pub(crate) shard: Option<String>,
+    /// Merge the results files of a sharded run's N shards and print what one whole run prints (the same
+    /// JSON lines, or --table); nothing is evaluated.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["shard", "root", "out"])]
+    pub(crate) merge: Vec<PathBuf>,
+}
+
+/// Prints a run's results: JSON lines, or the table.
+fn print_results(settings: &pslg_eval::EvalSettings, tally: &pslg_eval::Tally, table: bool) {
+    if table {
+        say!("{}", pslg_eval::result_table(settings, tally).trim_end());
+    } else {
+        for j in pslg_eval::result_lines(settings, tally) {
+            say!("{j}");
+        }
+    }
 }
 
 /// Runs `pslg eval-rrsis` on backend `B`.
@@ -64,17 +84,44 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
     a: EvalRrsisArgs,
     device: B::Device,
 ) -> Result<()> {
-    use pslg_eval::{EvalSettings, ResultsFile, Tally, Variant, evaluate, format_table};
+    use pslg_eval::{EvalSettings, ResultsFile, Tally, Variant, evaluate};
+    if !a.merge.is_empty() {
+        let (settings, tally) = pslg_eval::merge_results(&a.merge)?;
+        eprintln!(
+            "pslg: merged {} shards, {} samples",
+            a.merge.len(),
+            tally.len()
+        );
+        print_results(&settings, &tally, a.table);
+        return Ok(());
+    }
+    let Some(root) = a.root.clone() else {
+        bail!("give --root DATASET (or --merge RESULTS… to merge a sharded run)");
+    };
+    let shard = match a.shard.as_deref() {
+        Some(s) => Some(pslg_datasets::shard::Shard::parse(s, |n| {
+            std::env::var(n).ok()
+        })?),
+        None => None,
+    };
     let t = Instant::now();
-    let mut samples = pslg_datasets::rrsis::read_split(a.layout, &a.root, &a.refs, &a.split)?;
+    let mut samples = pslg_datasets::rrsis::read_split(a.layout, &root, &a.refs, &a.split)?;
     if let Some(n) = a.limit {
         samples.truncate(n);
+    }
+    let split_samples = samples.len();
+    if let Some(sh) = shard {
+        samples = sh.select(samples, |s| s.image.as_path());
+        eprintln!(
+            "pslg: shard {sh}: {} of {split_samples} samples",
+            samples.len()
+        );
     }
     eprintln!(
         "pslg: {} samples of split {:?} read from {} in {:.1} s",
         samples.len(),
         a.split,
-        a.root.display(),
+        root.display(),
         t.elapsed().as_secs_f64()
     );
     let seg = a.stages.segmenter()?;
@@ -116,7 +163,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
         variants: variants.clone(),
         protocol: a.protocol,
         run: serde_json::json!({
-            "root": a.root.display().to_string(),
+            "root": root.display().to_string(),
             "layout": a.layout.name(),
             "split": a.split,
             "limit": a.limit,
@@ -127,8 +174,17 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
             "stages": format!("{base:?}"),
         }),
     };
-    let mut results = a
-        .out
+    let (settings, out) = match shard {
+        Some(sh) => (
+            pslg_eval::shard_settings(&settings, sh, split_samples),
+            a.out.as_ref().map(|p| pslg_eval::shard_path(p, sh)),
+        ),
+        None => (settings, a.out.clone()),
+    };
+    if let (Some(sh), Some(p)) = (shard, &out) {
+        eprintln!("pslg: shard {sh} writes {}", p.display());
+    }
+    let mut results = out
         .as_ref()
         .map(|p| ResultsFile::open(p, &settings))
         .transpose()?;
@@ -160,19 +216,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
     bar.finish_and_clear();
     // With a results file, the totals include the resumed samples.
     let tally = results.as_ref().map_or(tally, |r| r.tally.clone());
-    let summaries = tally.summaries();
-    let mut lines = Vec::new();
-    for (v, s) in variants.iter().zip(&summaries) {
-        let mut j = pslg_eval::summary_json(s);
-        if a.ablation {
-            j["cfpg"] = v.cfpg.into();
-            j["mbo"] = v.mbo.into();
-        }
-        if let Some(acc) = tally.box_accuracy() {
-            j["box_Pr@0.5"] = ((acc * 10000.0).round() / 100.0).into();
-        }
-        lines.push(j);
-    }
+    let lines = pslg_eval::result_lines(&settings, &tally);
     let mut speed_json = speed.to_json();
     if let Some(mb) = peak_rss_mb() {
         speed_json["peak_rss_mb"] = mb.round().into();
@@ -180,25 +224,7 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
     if let Some(f) = results.as_mut() {
         f.finish(&serde_json::json!({"results": lines, "speed": speed_json}))?;
     }
-    if a.table {
-        let labels: Vec<String> = variants
-            .iter()
-            .map(|v| {
-                if a.ablation {
-                    v.name().to_string()
-                } else {
-                    "all".to_string()
-                }
-            })
-            .collect();
-        let rows: Vec<(&str, &Summary)> =
-            labels.iter().map(String::as_str).zip(&summaries).collect();
-        say!("{}", format_table(&rows).trim_end());
-    } else {
-        for j in &lines {
-            say!("{j}");
-        }
-    }
+    print_results(&settings, &tally, a.table);
     eprintln!(
         "pslg: {} images, {} samples in {:.1} s ({:.2} images/s, {:.2} samples/s; encode {:.1} s, grounding {:.1} s, stage 2 {:.1} s){}",
         speed.images,

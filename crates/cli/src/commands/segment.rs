@@ -241,7 +241,7 @@ pub(crate) fn run(a: SegmentArgs) -> Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        std::fs::write(path, fc.to_string())
+        pslg_core::atomic::write_atomic_bytes(path, fc.to_string().as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         say!(
             "polygons written to {} ({} part(s), {})",
@@ -313,11 +313,7 @@ pub(crate) fn run(a: SegmentArgs) -> Result<()> {
                 Some(&prompt),
             )
         };
-        pic.save(path)
-            .map_err(|source| pslg::io::RasterError::WriteImage {
-                path: path.clone(),
-                source,
-            })?;
+        pslg::io::save_rgb(&pic, path)?;
         say!("overlay written to {}", path.display());
     }
     Ok(())

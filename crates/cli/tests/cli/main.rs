@@ -8,3 +8,5 @@ mod cli;
 mod eval_rrsis;
 mod finetune;
 mod geospatial;
+mod scale_out;
+mod slurm;

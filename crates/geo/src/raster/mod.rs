@@ -321,7 +321,8 @@ pub fn load_mask(path: &Path) -> Result<GrayImage, RasterError> {
     Ok(gray)
 }
 
-/// Writes a 0/255 mask as PNG (creating parent folders).
+/// Writes a 0/255 mask as PNG (creating parent folders), crash-safely: the file appears complete or not at
+/// all ([`pslg_core::atomic`]).
 ///
 /// # Errors
 /// [`RasterError::WriteImage`] when the file cannot be written.
@@ -332,11 +333,50 @@ pub fn save_mask(mask: &GrayImage, path: &Path) -> Result<(), RasterError> {
             source: image::ImageError::IoError(e),
         })?;
     }
-    mask.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| RasterError::WriteImage {
-            path: path.to_path_buf(),
-            source,
+    let mut failure = None;
+    pslg_core::atomic::write_atomic(path, |w| {
+        use image::ImageEncoder;
+        image::codecs::png::PngEncoder::new(w)
+            .write_image(
+                mask.as_raw(),
+                mask.width(),
+                mask.height(),
+                image::ExtendedColorType::L8,
+            )
+            .map_err(|e| {
+                failure = Some(e);
+                std::io::Error::other("PNG encoding failed")
+            })
+    })
+    .map_err(|e| RasterError::WriteImage {
+        path: path.to_path_buf(),
+        source: failure.take().unwrap_or(image::ImageError::IoError(e)),
+    })
+}
+
+/// Writes an RGB image (an overlay) in the format its extension names, crash-safely
+/// ([`pslg_core::atomic`]), creating parent folders.
+///
+/// # Errors
+/// [`RasterError::WriteImage`] when the extension names no format `image` writes, or the file cannot be
+/// written.
+pub fn save_rgb(image: &image::RgbImage, path: &Path) -> Result<(), RasterError> {
+    let fail = |source| RasterError::WriteImage {
+        path: path.to_path_buf(),
+        source,
+    };
+    let format = image::ImageFormat::from_path(path).map_err(fail)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| fail(image::ImageError::IoError(e)))?;
+    }
+    let mut failure = None;
+    pslg_core::atomic::write_atomic(path, |w| {
+        image.write_to(w, format).map_err(|e| {
+            failure = Some(e);
+            std::io::Error::other("image encoding failed")
         })
+    })
+    .map_err(|e| fail(failure.take().unwrap_or(image::ImageError::IoError(e))))
 }
 
 /// Whether `path` names a TIFF file (`.tif` / `.tiff`, any case).
