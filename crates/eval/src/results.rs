@@ -4,7 +4,7 @@ use crate::{EvalError, Protocol, Variant};
 use pslg_metrics::{Accumulator, MaskStats, PRECISION_THRESHOLDS, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// What an evaluation run is: checked when a results file is resumed, so that one file never mixes two
@@ -204,43 +204,17 @@ impl ResultsFile {
         let mut done = HashSet::new();
         let mut kept: Vec<String> = Vec::new();
         if path.exists() {
-            let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-            let lines: Vec<String> = std::io::BufReader::new(f)
-                .lines()
-                .collect::<Result<_, _>>()
-                .map_err(|e| err(e.to_string()))?;
-            let first: serde_json::Value = lines
-                .first()
-                .and_then(|l| serde_json::from_str(l).ok())
-                .ok_or_else(|| {
-                    err("its first line is not a settings header; is it a results file?".into())
-                })?;
-            if first != header {
+            let old = crate::read_results(path)?;
+            if old.settings != *settings {
                 return Err(err(format!(
                     "it was written with other settings ({}); resume with the same options, or give another --out",
-                    first["settings"]
+                    serde_json::to_value(&old.settings).unwrap_or_default()
                 )));
             }
-            let n = lines.len();
-            for (i, line) in lines.iter().enumerate().skip(1) {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let v: serde_json::Value = match serde_json::from_str(line) {
-                    Ok(v) => v,
-                    Err(_) if i + 1 == n => break, // the interrupted last write
-                    Err(e) => return Err(err(format!("line {}: {e}", i + 1))),
-                };
-                if v.get("summary").is_some() {
-                    continue;
-                }
-                let r: SampleRecord =
-                    serde_json::from_value(v).map_err(|e| err(format!("line {}: {e}", i + 1)))?;
+            for r in old.records {
                 if done.insert(r.id.clone()) {
-                    tally
-                        .add(&r)
-                        .map_err(|e| err(format!("line {}: {e}", i + 1)))?;
-                    kept.push(line.clone());
+                    tally.add(&r).map_err(|e| err(e.to_string()))?;
+                    kept.push(serde_json::to_string(&r).map_err(|e| err(e.to_string()))?);
                 }
             }
         }
