@@ -227,14 +227,15 @@ pub fn read_shapes(path: &Path) -> Result<Shapes, CheckpointError> {
 }
 
 /// Official key → shape of every tensor `module` needs (`keys` maps its paths to official keys; the
-/// adapter names LayerNorm `gamma`/`beta` back to `weight`/`bias`).
+/// adapter names LayerNorm `gamma`/`beta` back to `weight`/`bias`). Enum modules (one of several
+/// architectures in one field) add no path segment, as in PyTorch state dicts; [`load_into`] matches so.
 pub fn expected_shapes<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     module: &M,
     keys: &KeyMap,
 ) -> BTreeMap<String, Vec<usize>> {
     let rules = keys.port_rules();
     module
-        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
         .into_iter()
         .map(|s| (apply(&rules, &s.full_path()), s.shape.to_vec()))
         .collect()
@@ -310,6 +311,7 @@ pub fn load_into<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     let result = if is_safetensors(path) {
         let mut store = SafetensorsStore::from_file(path)
             .with_from_adapter(PyTorchToBurnAdapter)
+            .skip_enum_variants(true)
             .allow_partial(partial);
         for (from, to) in patterns {
             store = store.with_key_remapping(from, to);
@@ -320,6 +322,7 @@ pub fn load_into<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     } else {
         let mut store = PytorchStore::from_file(path)
             .map_indices_contiguous(false)
+            .skip_enum_variants(true)
             .allow_partial(partial);
         if let Some(top) = &shapes.top_level {
             store = store.with_top_level_key(top);

@@ -61,13 +61,12 @@ impl SamFlags {
         let model =
             pslg::sam::Sam::<CpuBackend>::load(path, Some(self.sam_decoder_heads), &device)?;
         say!(
-            "SAM loaded from {} in {:.1} s ({}x{} input, ViT {} wide x {} blocks)",
+            "SAM loaded from {} in {:.1} s ({}x{} input, {})",
             path.display(),
             t.elapsed().as_secs_f64(),
             model.config().image_size,
             model.config().image_size,
-            model.config().embed_dim,
-            model.config().depth
+            model.config().encoder
         );
         let params = pslg::SamSegmenterParams {
             point_prompt: !self.sam_box_only,

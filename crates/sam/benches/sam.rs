@@ -5,18 +5,22 @@
 
 use burn_ndarray::NdArray;
 use criterion::{Criterion, criterion_group, criterion_main};
-use pslg_sam::{Prompt, Sam, SamConfig, SamPredictor, resize};
+use pslg_sam::{EncoderConfig, Prompt, Sam, SamConfig, SamPredictor, VitConfig, resize};
 use std::hint::black_box;
 
 type B = NdArray<f32>;
 
 fn small() -> SamConfig {
     SamConfig {
-        embed_dim: 64,
-        depth: 2,
-        num_heads: 2,
-        mlp_dim: 256,
-        global_attn_indexes: vec![1],
+        encoder: EncoderConfig::Vit(VitConfig {
+            patch_size: 16,
+            embed_dim: 64,
+            depth: 2,
+            num_heads: 2,
+            mlp_dim: 256,
+            window_size: 14,
+            global_attn_indexes: vec![1],
+        }),
         ..SamConfig::vit_b()
     }
 }

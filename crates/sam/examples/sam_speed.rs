@@ -1,21 +1,21 @@
 //! Times SAM on the CPU (`flex` backend; `SAM_BACKEND=ndarray` for the other one): image encoder, prompt encoder + mask decoder, post-processing.
 //!
 //! ```sh
-//! cargo run --release -p pslg-sam --example sam_speed -- [vit_b|vit_l|vit_h|CHECKPOINT.pth] [ROUNDS]
+//! cargo run --release -p pslg-sam --example sam_speed -- [vit_b|vit_l|vit_h|vit_t|CHECKPOINT.pth] [ROUNDS]
 //! ```
 //! Without a checkpoint the named variant runs with placeholder weights (speed does not depend on them).
-//! Prints one JSON line with the best and median times and the encoder's achieved GFLOP/s.
+//! Prints one JSON line with the best and median times and, for the ViT, the encoder's achieved GFLOP/s.
 
 use burn::tensor::backend::Backend;
-use pslg_sam::{Prompt, Sam, SamConfig, SamPredictor};
+use pslg_sam::{ImageEncoder, Prompt, Sam, SamConfig, SamPredictor, VitConfig};
 use std::time::Instant;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Multiply-adds ×2 of the ViT encoder's matmuls and convolutions at its input size.
-fn encoder_flops(c: &SamConfig) -> f64 {
-    let g = c.grid() as f64;
+fn encoder_flops(sam: &SamConfig, c: &VitConfig) -> f64 {
+    let g = sam.grid() as f64;
     let (e, n) = (c.embed_dim as f64, g * g);
     let patch = 2.0 * n * e * 3.0 * (c.patch_size * c.patch_size) as f64;
     let mut blocks = 0.0;
@@ -36,7 +36,7 @@ fn encoder_flops(c: &SamConfig) -> f64 {
         let mlp = 2.0 * 2.0 * tokens * e * c.mlp_dim as f64;
         blocks += qkv_proj + attn + mlp;
     }
-    let p = c.prompt_dim as f64;
+    let p = sam.prompt_dim as f64;
     let neck = 2.0 * n * e * p + 2.0 * n * p * p * 9.0;
     patch + blocks + neck
 }
@@ -61,28 +61,29 @@ fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     let image = image::RgbImage::from_fn(640, 480, |x, y| {
         image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
     });
-    if std::env::var("SAM_SPEED_BLOCKS").is_ok() {
+    if let (true, ImageEncoder::Vit(vit)) = (
+        std::env::var("SAM_SPEED_BLOCKS").is_ok(),
+        &sam.image_encoder,
+    ) {
         // One windowed and one global block on a (1, grid, grid, embed) input.
         let g = cfg.grid();
+        let embed = vit.pos_embed.dims()[3];
         let x = burn::tensor::Tensor::<B, 4>::random(
-            [1, g, g, cfg.embed_dim],
+            [1, g, g, embed],
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device,
         );
-        for (i, blk) in sam.image_encoder.blocks.iter().enumerate().take(3) {
+        for (i, blk) in vit.blocks.iter().enumerate().take(3) {
             let t = Instant::now();
             let y = blk.forward(x.clone());
             let _ = y.into_data();
             eprintln!("block {i}: {:?}", t.elapsed());
         }
         let t = Instant::now();
-        let y = sam
-            .image_encoder
-            .patch_embed
-            .forward(burn::tensor::Tensor::<B, 4>::zeros(
-                [1, 3, cfg.image_size, cfg.image_size],
-                &device,
-            ));
+        let y = vit.patch_embed.forward(burn::tensor::Tensor::<B, 4>::zeros(
+            [1, 3, cfg.image_size, cfg.image_size],
+            &device,
+        ));
         let _ = y.into_data();
         eprintln!("patch embed: {:?}", t.elapsed());
         return Ok(());
@@ -185,13 +186,21 @@ fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (eb, em) = stats(&mut enc);
     let (db, dm) = stats(&mut dec);
-    let flops = encoder_flops(&cfg);
+    let flops = match cfg.encoder.vit() {
+        Some(v) => {
+            let f = encoder_flops(&cfg, v) / 1e9;
+            format!(
+                "\"encoder_gflop\":{f:.1},\"encoder_gflops_per_s\":{:.1}",
+                f / eb
+            )
+        }
+        None => "\"encoder_gflop\":null,\"encoder_gflops_per_s\":null".into(),
+    };
     println!(
-        "{{\"backend\":\"{}\",\"model\":\"{what}\",\"threads\":{},\"encoder_best_s\":{eb:.3},\"encoder_median_s\":{em:.3},\"encoder_gflop\":{:.1},\"encoder_gflops_per_s\":{:.1},\"predict_best_ms\":{:.2},\"predict_median_ms\":{:.2}}}",
+        "{{\"backend\":\"{}\",\"model\":\"{what}\",\"encoder\":\"{}\",\"threads\":{},\"encoder_best_s\":{eb:.3},\"encoder_median_s\":{em:.3},{flops},\"predict_best_ms\":{:.2},\"predict_median_ms\":{:.2}}}",
         B::name(&Default::default()),
+        cfg.encoder.family(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        flops / 1e9,
-        flops / 1e9 / eb,
         db * 1e3,
         dm * 1e3
     );

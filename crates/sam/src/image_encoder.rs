@@ -1,9 +1,11 @@
 //! The ViT image encoder (`segment_anything/modeling/image_encoder.py`): patch embedding, absolute position
 //! embedding, blocks with windowed or global attention and decomposed relative-position bias, neck.
+//! [`ImageEncoder`] is the encoder a [`Sam`](crate::Sam) holds: this ViT or MobileSAM's TinyViT.
 
-use crate::SamConfig;
 use crate::common::{LayerNorm2d, MlpBlock};
 use crate::kernels::{AttentionShape, attention_host, gelu, on_host, rel_pos_softmax_ops};
+use crate::tiny_vit::TinyViT;
+use crate::{EncoderConfig, SamConfig, VitConfig};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -200,7 +202,10 @@ pub struct Block<B: Backend> {
 
 /// Splits `x` (B, H, W, C) into `ws × ws` windows, zero-padding H and W up to multiples of `ws`:
 /// `(B · nH · nW, ws, ws, C)` and the padded size.
-fn window_partition<B: Backend>(x: Tensor<B, 4>, ws: usize) -> (Tensor<B, 4>, (usize, usize)) {
+pub(crate) fn window_partition<B: Backend>(
+    x: Tensor<B, 4>,
+    ws: usize,
+) -> (Tensor<B, 4>, (usize, usize)) {
     let [b, h, w, c] = x.dims();
     let (ph, pw) = ((ws - h % ws) % ws, (ws - w % ws) % ws);
     let device = x.device();
@@ -220,7 +225,7 @@ fn window_partition<B: Backend>(x: Tensor<B, 4>, ws: usize) -> (Tensor<B, 4>, (u
 }
 
 /// Inverse of [`window_partition`], cropping the padding.
-fn window_unpartition<B: Backend>(
+pub(crate) fn window_unpartition<B: Backend>(
     windows: Tensor<B, 4>,
     ws: usize,
     (hp, wp): (usize, usize),
@@ -240,10 +245,10 @@ fn window_unpartition<B: Backend>(
 }
 
 impl<B: Backend> Block<B> {
-    fn new(cfg: &SamConfig, index: usize, device: &B::Device) -> Self {
+    fn new(cfg: &VitConfig, grid: usize, index: usize, device: &B::Device) -> Self {
         let global = cfg.global_attn_indexes.contains(&index);
         let window_size = if global { 0 } else { cfg.window_size };
-        let size = if global { cfg.grid() } else { window_size };
+        let size = if global { grid } else { window_size };
         Self {
             norm1: LayerNormConfig::new(cfg.embed_dim)
                 .with_epsilon(1e-6)
@@ -286,6 +291,50 @@ pub struct Neck<B: Backend> {
     pub ln2: LayerNorm2d<B>,
 }
 
+impl<B: Backend> Neck<B> {
+    /// `(B, C, H, W)` → `(B, prompt_dim, H, W)`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = self.ln1.forward(self.conv1.forward(x));
+        self.ln2.forward(self.conv2.forward(x))
+    }
+}
+
+/// SAM's image encoder: the ViT of SAM or the TinyViT of MobileSAM (the variant does not appear in
+/// checkpoint keys: both sit under `image_encoder.`).
+#[derive(Module, Debug)]
+pub enum ImageEncoder<B: Backend> {
+    /// SAM's ViT.
+    Vit(ImageEncoderViT<B>),
+    /// MobileSAM's TinyViT.
+    TinyVit(TinyViT<B>),
+}
+
+impl<B: Backend> ImageEncoder<B> {
+    /// A placeholder encoder of `cfg`'s shape.
+    pub fn new(cfg: &SamConfig, device: &B::Device) -> Self {
+        match &cfg.encoder {
+            EncoderConfig::Vit(v) => Self::Vit(ImageEncoderViT::new(cfg, v, device)),
+            EncoderConfig::TinyVit(t) => Self::TinyVit(TinyViT::new(cfg, t, device)),
+        }
+    }
+
+    /// `(B, 3, S, S)` normalised image → `(B, prompt_dim, S/16, S/16)` embedding.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::Vit(e) => e.forward(x),
+            Self::TinyVit(e) => e.forward(x),
+        }
+    }
+
+    /// The ViT, if this is one.
+    pub fn vit(&self) -> Option<&ImageEncoderViT<B>> {
+        match self {
+            Self::Vit(e) => Some(e),
+            Self::TinyVit(_) => None,
+        }
+    }
+}
+
 /// The ViT-based image encoder: `(B, 3, S, S)` normalised image → `(B, prompt_dim, S/16, S/16)` embedding.
 #[derive(Module, Debug)]
 pub struct ImageEncoderViT<B: Backend> {
@@ -300,17 +349,21 @@ pub struct ImageEncoderViT<B: Backend> {
 }
 
 impl<B: Backend> ImageEncoderViT<B> {
-    /// A zero/identity-initialised encoder of `cfg`'s shape (weights come from a checkpoint).
-    pub fn new(cfg: &SamConfig, device: &B::Device) -> Self {
-        let (p, e, o) = (cfg.patch_size, cfg.embed_dim, cfg.prompt_dim);
+    /// A zero/identity-initialised encoder of `vit`'s shape with `cfg`'s neck width (weights come from a
+    /// checkpoint).
+    pub fn new(cfg: &SamConfig, vit: &VitConfig, device: &B::Device) -> Self {
+        let (p, e, o) = (vit.patch_size, vit.embed_dim, cfg.prompt_dim);
+        let grid = cfg.grid();
         Self {
             patch_embed: PatchEmbed {
                 proj: Conv2dConfig::new([3, e], [p, p])
                     .with_stride([p, p])
                     .init(device),
             },
-            pos_embed: Param::from_tensor(Tensor::zeros([1, cfg.grid(), cfg.grid(), e], device)),
-            blocks: (0..cfg.depth).map(|i| Block::new(cfg, i, device)).collect(),
+            pos_embed: Param::from_tensor(Tensor::zeros([1, grid, grid, e], device)),
+            blocks: (0..vit.depth)
+                .map(|i| Block::new(vit, grid, i, device))
+                .collect(),
             neck: Neck {
                 conv1: Conv2dConfig::new([e, o], [1, 1])
                     .with_bias(false)
@@ -332,9 +385,7 @@ impl<B: Backend> ImageEncoderViT<B> {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = x.permute([0, 3, 1, 2]);
-        let x = self.neck.ln1.forward(self.neck.conv1.forward(x));
-        self.neck.ln2.forward(self.neck.conv2.forward(x))
+        self.neck.forward(x.permute([0, 3, 1, 2]))
     }
 }
 

@@ -1,8 +1,10 @@
 //! Segment Anything (SAM) in [Burn](https://burn.dev): the ViT image encoder, the prompt encoder and the
-//! mask decoder of the official `segment_anything` package, loading Meta's checkpoints unmodified.
+//! mask decoder of the official `segment_anything` package, loading Meta's checkpoints unmodified, and
+//! MobileSAM's TinyViT encoder (`mobile_sam`, `weights/mobile_sam.pt`) in place of the ViT.
 //!
-//! * [`SamConfig`]: the architecture; [`SamConfig::vit_b`], [`SamConfig::vit_l`], [`SamConfig::vit_h`] and any
-//!   small configuration (image size, patch, window, depth, heads, prompt dim).
+//! * [`SamConfig`]: the architecture; [`SamConfig::vit_b`], [`SamConfig::vit_l`], [`SamConfig::vit_h`],
+//!   MobileSAM's [`SamConfig::vit_t`] and any small configuration (image size, widths, depths, windows,
+//!   heads, prompt dim).
 //! * [`Sam::load`]: an official `.pth` (or `.safetensors`) state dict through `burn-store`, the architecture
 //!   inferred from the tensor shapes ([`SamConfig::infer`]); every missing, unexpected or mis-shaped tensor is
 //!   a [`SamError`] naming the key and the shapes.
@@ -45,15 +47,20 @@ mod postprocess;
 mod predictor;
 mod prompt_encoder;
 pub mod resize;
+mod tiny_vit;
 mod transformer;
 
 pub use common::{LayerNorm2d, MlpBlock};
-pub use config::SamConfig;
+pub use config::{EncoderConfig, SamConfig, TinyVitConfig, VitConfig};
 pub use error::SamError;
-pub use image_encoder::ImageEncoderViT;
+pub use image_encoder::{ImageEncoder, ImageEncoderViT, Neck};
 pub use kernels::KernelPolicy;
 pub use mask_decoder::{DecoderImageCache, MaskDecoder};
 pub use model::Sam;
 pub use predictor::{ImageEmbedding, Prediction, Prompt, SamPredictor};
 pub use prompt_encoder::PromptEncoder;
+pub use tiny_vit::{
+    AttentionLayer, BatchNormStats, Conv2dBn, ConvKernel, ConvLayer, MbConv, PatchMerging,
+    TinyAttention, TinyMlp, TinyPatchEmbed, TinyViT, TinyVitBlock, TinyVitLayer,
+};
 pub use transformer::{DecoderAttention, TwoWayAttentionBlock, TwoWayTransformer};

@@ -11,6 +11,15 @@ use std::path::Path;
 /// The only places where this port's module paths differ from the official state-dict keys: the official
 /// code's `nn.Sequential` children are numbered, this port names them. (official prefix, port prefix)
 pub(crate) const KEYS: KeyMap = KeyMap(&[
+    // MobileSAM's TinyViT patch embedding (`seq.1` is the GELU).
+    (
+        "image_encoder.patch_embed.seq.0.",
+        "image_encoder.patch_embed.conv1.",
+    ),
+    (
+        "image_encoder.patch_embed.seq.2.",
+        "image_encoder.patch_embed.conv2.",
+    ),
     ("image_encoder.neck.0.", "image_encoder.neck.conv1."),
     ("image_encoder.neck.1.", "image_encoder.neck.ln1."),
     ("image_encoder.neck.2.", "image_encoder.neck.conv2."),
@@ -52,10 +61,37 @@ pub(crate) const KEYS: KeyMap = KeyMap(&[
 /// Prefix of the mask decoder's keys in an official state dict.
 const DECODER_PREFIX: &str = "mask_decoder.";
 
+/// Tensors of an official MobileSAM state dict that its forward pass never reads: BatchNorm's
+/// `num_batches_tracked` counters and TinyViT's ImageNet classifier (`norm_head`, `head`), kept by the
+/// official `load_state_dict` but unused by `forward_features`. They are checked for presence by nothing
+/// and skipped on load.
+fn unused_tiny_vit_key(key: &str) -> bool {
+    key.ends_with(".num_batches_tracked")
+        || key.starts_with("image_encoder.norm_head.")
+        || key.starts_with("image_encoder.head.")
+}
+
+impl SamConfig {
+    /// The architecture of a checkpoint file: [`SamConfig::infer`] on its tensor shapes (no tensor data is
+    /// read). Adjust what the weights cannot tell (a TinyViT's input size) and load with
+    /// [`Sam::load_with_config`].
+    ///
+    /// # Errors
+    /// As [`Sam::load`].
+    pub fn from_checkpoint(
+        path: impl AsRef<Path>,
+        decoder_heads: Option<usize>,
+    ) -> Result<Self, SamError> {
+        let shapes = read_shapes(path.as_ref())?;
+        Self::infer(&shapes.tensors, decoder_heads.unwrap_or(8))
+    }
+}
+
 impl<B: Backend> Sam<B> {
-    /// Loads an official checkpoint (`sam_vit_{b,l,h}_*.pth`, or a `.safetensors` export of the same state
-    /// dict) unmodified, the architecture inferred from its shapes ([`SamConfig::infer`]); `decoder_heads`
-    /// (not visible in shapes) defaults to the official 8.
+    /// Loads an official checkpoint (`sam_vit_{b,l,h}_*.pth`, MobileSAM's `mobile_sam.pt`, or a
+    /// `.safetensors` export of the same state dict) unmodified, the architecture (ViT or TinyViT, and its
+    /// sizes) inferred from its shapes ([`SamConfig::infer`]); `decoder_heads` (not visible in shapes)
+    /// defaults to the official 8.
     ///
     /// # Errors
     /// [`SamError::Checkpoint`] for an unreadable or truncated file and for a missing, unexpected or
@@ -99,6 +135,7 @@ impl<B: Backend> Sam<B> {
         let path = path.as_ref();
         let mut store = SafetensorsStore::from_file(path)
             .with_to_adapter(BurnToPyTorchAdapter)
+            .skip_enum_variants(true)
             .overwrite(true)
             .with_key_remapping("^", DECODER_PREFIX);
         for (official, port) in KEYS.0 {
@@ -156,11 +193,12 @@ impl<B: Backend> Sam<B> {
     ) -> Result<Self, SamError> {
         let model = Self::new(config, device)?;
         let expected = model.expected_shapes();
+        let tiny = model.config().encoder.tiny_vit().is_some();
         check_shapes(
             path,
             &expected,
             &shapes.tensors,
-            |_, _| true,
+            |key, _| !(tiny && unused_tiny_vit_key(key)),
             || format!("{:?}", model.config()),
         )?;
         let patterns: Vec<(String, String)> = KEYS
@@ -168,7 +206,7 @@ impl<B: Backend> Sam<B> {
             .into_iter()
             .map(|(from, to)| (format!("^{from}"), to))
             .collect();
-        Ok(load_into(model, path, shapes, &patterns, false)?)
+        Ok(load_into(model, path, shapes, &patterns, tiny)?)
     }
 }
 

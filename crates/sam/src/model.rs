@@ -1,7 +1,7 @@
 //! The whole model (official `modeling/sam.py`): encoder, prompt encoder, decoder, and the preprocessing of
 //! an image into the encoder's input. Checkpoints: `load.rs`; mask post-processing: `postprocess.rs`.
 
-use crate::image_encoder::ImageEncoderViT;
+use crate::image_encoder::ImageEncoder;
 use crate::mask_decoder::MaskDecoder;
 use crate::prompt_encoder::PromptEncoder;
 use crate::{SamConfig, SamError};
@@ -18,8 +18,8 @@ pub const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
 /// Segment Anything: image encoder, prompt encoder, mask decoder.
 #[derive(Module, Debug)]
 pub struct Sam<B: Backend> {
-    /// ViT image encoder.
-    pub image_encoder: ImageEncoderViT<B>,
+    /// Image encoder (SAM's ViT or MobileSAM's TinyViT).
+    pub image_encoder: ImageEncoder<B>,
     /// Prompt encoder.
     pub prompt_encoder: PromptEncoder<B>,
     /// Mask decoder.
@@ -36,7 +36,7 @@ impl<B: Backend> Sam<B> {
     pub fn new(config: SamConfig, device: &B::Device) -> Result<Self, SamError> {
         config.validate()?;
         Ok(Self {
-            image_encoder: ImageEncoderViT::new(&config, device),
+            image_encoder: ImageEncoder::new(&config, device),
             prompt_encoder: PromptEncoder::new(&config, device),
             mask_decoder: MaskDecoder::new(&config, device),
             config,

@@ -177,13 +177,15 @@ mod tests {
         let device = Default::default();
         let cfg = SamConfig {
             image_size: 64,
-            patch_size: 8,
-            embed_dim: 16,
-            depth: 1,
-            num_heads: 2,
-            mlp_dim: 32,
-            window_size: 4,
-            global_attn_indexes: vec![0],
+            encoder: crate::EncoderConfig::Vit(crate::VitConfig {
+                patch_size: 8,
+                embed_dim: 16,
+                depth: 1,
+                num_heads: 2,
+                mlp_dim: 32,
+                window_size: 4,
+                global_attn_indexes: vec![0],
+            }),
             prompt_dim: 16,
             mask_in_chans: 4,
             decoder_depth: 1,

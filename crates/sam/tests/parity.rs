@@ -6,7 +6,7 @@
 use burn::tensor::backend::Backend;
 use burn_flex::Flex;
 use burn_ndarray::NdArray;
-use pslg_sam::{Prompt, Sam, SamPredictor, npy, resize};
+use pslg_sam::{EncoderConfig, Prompt, Sam, SamConfig, SamPredictor, npy, resize};
 use std::path::{Path, PathBuf};
 
 const TOL: f32 = 1e-4;
@@ -43,27 +43,39 @@ fn run_parity<B: Backend>(dir: &Path, decoder_heads: usize) {
     let device = Default::default();
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let sam = Sam::<B>::load(dir.join("sam.pth"), Some(decoder_heads), &device).unwrap();
     let c = &cfg["config"];
-    assert_eq!(
-        sam.config().image_size as u64,
-        c["image_size"].as_u64().unwrap()
-    );
-    assert_eq!(
-        sam.config().window_size as u64,
-        c["window_size"].as_u64().unwrap()
-    );
-    assert_eq!(
-        sam.config().num_heads as u64,
-        c["num_heads"].as_u64().unwrap()
-    );
-    let global: Vec<usize> = c["global_attn_indexes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as usize)
-        .collect();
-    assert_eq!(sam.config().global_attn_indexes, global);
+    let size = c["image_size"].as_u64().unwrap() as usize;
+    let sam = if c["family"].as_str() == Some("tiny_vit") {
+        // TinyViT's input size is not in its weights (1024 unless told).
+        let mut config =
+            SamConfig::from_checkpoint(dir.join("sam.pth"), Some(decoder_heads)).unwrap();
+        config.image_size = size;
+        Sam::<B>::load_with_config(dir.join("sam.pth"), config, &device).unwrap()
+    } else {
+        Sam::<B>::load(dir.join("sam.pth"), Some(decoder_heads), &device).unwrap()
+    };
+    let list = |key: &str| -> Vec<usize> {
+        c[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    };
+    assert_eq!(sam.config().image_size, size);
+    match &sam.config().encoder {
+        EncoderConfig::Vit(v) => {
+            assert_eq!(v.window_size as u64, c["window_size"].as_u64().unwrap());
+            assert_eq!(v.num_heads as u64, c["num_heads"].as_u64().unwrap());
+            assert_eq!(v.global_attn_indexes, list("global_attn_indexes"));
+        }
+        EncoderConfig::TinyVit(t) => {
+            assert_eq!(t.embed_dims, list("embed_dims"));
+            assert_eq!(t.depths, list("depths"));
+            assert_eq!(t.num_heads[1..], list("num_heads")[1..]);
+            assert_eq!(t.window_sizes[1..], list("window_sizes")[1..]);
+        }
+    }
 
     let image = image::open(dir.join("image.png")).unwrap().to_rgb8();
     let s = sam.config().image_size as u32;
@@ -138,24 +150,57 @@ fn tiny_config_matches_the_official_code_on_flex() {
     run_parity::<Flex>(&fixture("tiny"), 2);
 }
 
+/// MobileSAM's TinyViT at 64 px (`scripts/sam_reference.py mobile_tiny`): the committed fixture.
+#[test]
+fn mobile_sam_tiny_config_matches_the_official_code() {
+    run_parity::<NdArray<f32>>(&fixture("mobile_tiny"), 2);
+}
+
+#[test]
+fn mobile_sam_tiny_config_matches_the_official_code_on_flex() {
+    run_parity::<Flex>(&fixture("mobile_tiny"), 2);
+}
+
+/// The generated fixture `dir`, or `None` (skip) when absent and `PSLG_REQUIRE_SAM_FIXTURES` is not `1`.
+fn generated(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/sam-fixtures")
+        .join(name);
+    if dir.join("sam.pth").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("PSLG_REQUIRE_SAM_FIXTURES").as_deref() != Ok("1"),
+        "{} missing but PSLG_REQUIRE_SAM_FIXTURES=1",
+        dir.display()
+    );
+    eprintln!(
+        "skipping: no {} (python3 scripts/sam_reference.py {name} target/sam-fixtures/{name})",
+        dir.display()
+    );
+    None
+}
+
+/// MobileSAM as released (`mobile_sam.sam_model_registry["vit_t"]`, TinyViT-5M at 1024 px, the official
+/// prompt encoder and decoder) with random weights: `python3 scripts/sam_reference.py vit_t
+/// target/sam-fixtures/vit_t` (~80 MB, CI does this); skipped with a message when absent.
+#[test]
+fn mobile_sam_vit_t_matches_the_official_code() {
+    let Some(dir) = generated("vit_t") else {
+        return;
+    };
+    run_parity::<Flex>(&dir, 8);
+    run_parity::<NdArray<f32>>(&dir, 8);
+}
+
 /// `_build_sam(64, 2, 2, (1,))`-style: 1024-px input, window 14, the official prompt encoder and decoder.
 /// The fixture (~17 MB) is generated, not committed: `python3 scripts/sam_reference.py small
 /// target/sam-fixtures/small` (CI does this); skipped with a message when absent.
 #[test]
 fn small_config_at_1024_matches_the_official_code() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/sam-fixtures/small");
-    if !dir.join("sam.pth").is_file() {
-        assert!(
-            std::env::var("PSLG_REQUIRE_SAM_FIXTURES").as_deref() != Ok("1"),
-            "{} missing but PSLG_REQUIRE_SAM_FIXTURES=1",
-            dir.display()
-        );
-        eprintln!(
-            "skipping: no {} (python3 scripts/sam_reference.py small target/sam-fixtures/small)",
-            dir.display()
-        );
+    let Some(dir) = generated("small") else {
         return;
-    }
+    };
     run_parity::<NdArray<f32>>(&dir, 8);
     run_parity::<Flex>(&dir, 8);
 }

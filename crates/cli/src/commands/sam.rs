@@ -82,16 +82,12 @@ pub(crate) fn run_on<B: burn::tensor::backend::Backend>(
     let model = Sam::<B>::load(&a.checkpoint, Some(a.decoder_heads), &device)?;
     let c = model.config();
     say!(
-        "SAM loaded from {} in {:.1} s: {}x{} input, ViT {} wide x {} blocks ({} heads, window {}, global {:?}), prompt dim {}",
+        "SAM loaded from {} in {:.1} s: {}x{} input, {}, prompt dim {}",
         a.checkpoint.display(),
         t.elapsed().as_secs_f64(),
         c.image_size,
         c.image_size,
-        c.embed_dim,
-        c.depth,
-        c.num_heads,
-        c.window_size,
-        c.global_attn_indexes,
+        c.encoder,
         c.prompt_dim
     );
     let mut predictor = SamPredictor::new(model, device);
