@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Times the official SAM (segment-anything 1.0, PyTorch CPU) like `cargo run --release -p pslg-sam --example
 sam_speed`: image encoder on a 640x480 image (set_image), then prompt encoder + mask decoder + postprocess
-(predict with a box and a point). Prints one JSON line. Usage: sam_speed_torch.py [vit_b|vit_l|vit_h] [ROUNDS]
+(predict with a box and a point). Prints one JSON line. Usage: sam_speed_torch.py [vit_b|vit_l|vit_h|vit_t] [ROUNDS]
+vit_t is MobileSAM (the official `mobile_sam` package, PyPI `mobilesam-mirror`).
 """
 import json
 import sys
@@ -9,9 +10,14 @@ import time
 
 import numpy as np
 import torch
-from segment_anything import SamPredictor, sam_model_registry
-
 variant = sys.argv[1] if len(sys.argv) > 1 else "vit_b"
+if variant == "vit_t":
+    import warnings
+    warnings.filterwarnings("ignore")
+    from mobile_sam import SamPredictor, sam_model_registry
+else:
+    from segment_anything import SamPredictor, sam_model_registry
+
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 torch.set_grad_enabled(False)
 model = sam_model_registry[variant]().eval()

@@ -1,7 +1,8 @@
 //! Criterion benches of SAM's stages on the CPU (ndarray): image encoder, prompt encoder + mask decoder,
 //! pre-processing (Pillow-exact resize + normalisation) and post-processing. The configuration is
 //! `_build_sam(64, 2, 2, (1,))`-sized (1024-px input, the official prompt encoder and decoder) so a run takes
-//! seconds; `examples/sam_speed.rs` and `scripts/compare_sam_speed.sh` time full ViT-B against PyTorch.
+//! seconds; `examples/sam_speed.rs` and `scripts/compare_sam_speed.sh` time full ViT-B against PyTorch. The
+//! `tiny_vit` group times MobileSAM's full-size encoder.
 
 use burn_ndarray::NdArray;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -68,5 +69,26 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(sam_benches, benches);
+/// MobileSAM's TinyViT-5M encoder (`vit_t`, placeholder weights: speed does not depend on them) at 1024 px
+/// on both CPU backends; `scripts/compare_sam_speed.sh vit_t` times it against the official `mobile_sam`.
+fn tiny_vit<Bk: burn::tensor::backend::Backend>(c: &mut Criterion, name: &str) {
+    let device = Default::default();
+    let sam = Sam::<Bk>::new(SamConfig::vit_t(), &device).expect("valid config");
+    let input = sam
+        .preprocess(&resize::apply_image(&image(), 1024), &device)
+        .expect("fits");
+    let mut g = c.benchmark_group("tiny_vit");
+    g.sample_size(10);
+    g.bench_function(format!("encoder_vit_t_1024_{name}"), |b| {
+        b.iter(|| black_box(sam.encode(input.clone()).into_data()))
+    });
+    g.finish();
+}
+
+fn tiny_vit_benches(c: &mut Criterion) {
+    tiny_vit::<burn_flex::Flex>(c, "flex");
+    tiny_vit::<B>(c, "ndarray");
+}
+
+criterion_group!(sam_benches, benches, tiny_vit_benches);
 criterion_main!(sam_benches);

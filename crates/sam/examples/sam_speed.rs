@@ -88,6 +88,53 @@ fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("patch embed: {:?}", t.elapsed());
         return Ok(());
     }
+    if let (true, ImageEncoder::TinyVit(tiny)) = (
+        std::env::var("SAM_SPEED_BLOCKS").is_ok(),
+        &sam.image_encoder,
+    ) {
+        // TinyViT stage by stage on a zero input.
+        let sync = |t: &burn::tensor::Tensor<B, 4>| {
+            let _ = t.clone().into_data();
+        };
+        let x =
+            burn::tensor::Tensor::<B, 4>::zeros([1, 3, cfg.image_size, cfg.image_size], &device);
+        let t = Instant::now();
+        let mut x = tiny.patch_embed.forward(x);
+        sync(&x);
+        eprintln!("patch embed: {:?}", t.elapsed());
+        x = x.permute([0, 2, 3, 1]);
+        for (i, layer) in tiny.layers.iter().enumerate() {
+            let t = Instant::now();
+            x = match layer {
+                pslg_sam::TinyVitLayer::Conv(l) => {
+                    let mut y = x.permute([0, 3, 1, 2]);
+                    for b in &l.blocks {
+                        y = b.forward(y);
+                    }
+                    sync(&y);
+                    eprintln!("stage {i} MBConv blocks: {:?}", t.elapsed());
+                    l.downsample.forward(y)
+                }
+                pslg_sam::TinyVitLayer::Attention(l) => {
+                    for b in &l.blocks {
+                        x = b.forward(x);
+                    }
+                    sync(&x);
+                    eprintln!("stage {i} attention blocks: {:?}", t.elapsed());
+                    match &l.downsample {
+                        Some(d) => d.forward(x.permute([0, 3, 1, 2])),
+                        None => x,
+                    }
+                }
+            };
+            sync(&x);
+            eprintln!("stage {i} total: {:?}", t.elapsed());
+        }
+        let t = Instant::now();
+        sync(&tiny.neck.forward(x.permute([0, 3, 1, 2])));
+        eprintln!("neck: {:?}", t.elapsed());
+        return Ok(());
+    }
     let mut p = SamPredictor::new(sam, device);
     let prompt = Prompt::default()
         .with_box([100.0, 80.0, 400.0, 300.0])

@@ -9,7 +9,7 @@ pub enum SamError {
     /// A checkpoint cannot be loaded: unreadable or truncated, or a tensor missing, unexpected or
     /// mis-shaped (the shared checkpoint layer's error, naming the file and the key).
     #[error(
-        "SAM: {0} (official SAM checkpoints: sam_vit_b/l/h_*.pth, or a safetensors export of the same state dict)"
+        "SAM: {0} (official SAM checkpoints: sam_vit_b/l/h_*.pth, MobileSAM mobile_sam.pt, or a safetensors export of the same state dict)"
     )]
     Checkpoint(#[from] pslg_checkpoint::CheckpointError),
     /// A checkpoint (e.g. a fine-tuned decoder) could not be written.

@@ -253,3 +253,106 @@ fn a_decoder_that_cannot_be_written_is_a_write_error() {
     assert!(matches!(err, SamError::WriteCheckpoint { .. }), "{err}");
     assert!(err.to_string().contains("cannot write"), "{err}");
 }
+
+fn mobile_tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mobile_tiny/sam.pth")
+}
+
+/// MobileSAM's tiny fixture at its 64-px input (TinyViT's input size is not in the weights).
+fn load_mobile(path: &Path) -> Result<Sam<B>, SamError> {
+    let mut config = SamConfig::from_checkpoint(path, Some(2))?;
+    config.image_size = 64;
+    Sam::<B>::load_with_config(path, config, &Default::default())
+}
+
+#[test]
+fn mobile_sam_checkpoints_are_detected_checked_and_named() {
+    // The family comes from the keys; the official file (with BatchNorm counters and TinyViT's unused
+    // classifier head) loads.
+    let config = SamConfig::from_checkpoint(mobile_tiny(), Some(2)).unwrap();
+    let tiny = config.encoder.tiny_vit().expect("a TinyViT");
+    assert_eq!(tiny.embed_dims, [8, 16, 24]);
+    assert_eq!(
+        config.image_size, 1024,
+        "the official input size unless told"
+    );
+    let reference = predict_mobile(load_mobile(&mobile_tiny()).unwrap());
+
+    // The same weights as safetensors without the tensors forward never reads: the same predictions.
+    let mut store = PytorchStore::from_file(mobile_tiny()).map_indices_contiguous(false);
+    let sd: BTreeMap<String, (Vec<usize>, Vec<f32>)> = store
+        .get_all_snapshots()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked") && !k.contains(".head."))
+        .map(|(k, s)| {
+            let v = s
+                .to_data()
+                .unwrap()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap();
+            (k.clone(), (s.shape.to_vec(), v))
+        })
+        .collect();
+    let p = tmp("mobile.safetensors");
+    write_safetensors(&p, &sd);
+    let got = predict_mobile(load_mobile(&p).unwrap());
+    let d = got
+        .iter()
+        .zip(&reference)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert_eq!(got.len(), reference.len());
+    // The same weights; parallel reductions may round differently run to run.
+    assert!(d < 1e-6, "max difference {d}");
+
+    // A missing BatchNorm statistic is named.
+    let key = "image_encoder.layers.1.blocks.0.local_conv.bn.running_var";
+    let mut missing = sd.clone();
+    missing.remove(key);
+    let p = tmp("mobile-missing.safetensors");
+    write_safetensors(&p, &missing);
+    match load_mobile(&p) {
+        Err(SamError::Checkpoint(C::MissingTensor {
+            key: k, expected, ..
+        })) => {
+            assert_eq!(k, key);
+            assert_eq!(expected, vec![16]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A stray tensor outside the unused ones is refused, naming it.
+    let mut extra = sd.clone();
+    extra.insert("image_encoder.layers.9.x".into(), (vec![2], vec![0.0, 1.0]));
+    let p = tmp("mobile-extra.safetensors");
+    write_safetensors(&p, &extra);
+    match load_mobile(&p) {
+        Err(SamError::Checkpoint(C::UnexpectedTensor { key, .. })) => {
+            assert_eq!(key, "image_encoder.layers.9.x")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A truncated file is a read error naming the file.
+    let bytes = std::fs::read(mobile_tiny()).unwrap();
+    let p = tmp("mobile-truncated.pth");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_mobile(&p).unwrap_err();
+    assert!(
+        matches!(&err, SamError::Checkpoint(C::Read { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("mobile-truncated.pth"), "{err}");
+}
+
+fn predict_mobile(sam: Sam<B>) -> Vec<f32> {
+    let image = image::open(mobile_tiny().with_file_name("image.png"))
+        .unwrap()
+        .to_rgb8();
+    let mut p = SamPredictor::new(sam, Default::default());
+    p.set_image(&image).unwrap();
+    p.predict(&Prompt::default().with_box([30.0, 10.0, 80.0, 50.0]), false)
+        .unwrap()
+        .masks
+}
