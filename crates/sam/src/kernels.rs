@@ -13,6 +13,10 @@
 //!   time on one thread (112 ms for 4096 × 3072 on `flex`); [`gelu`] evaluates it with a vectorisable
 //!   polynomial on all threads.
 //!
+//! * depthwise convolutions (MobileSAM's MBConv, patch merging and local convolutions): Burn's grouped
+//!   convolution took 121 ms for 256 channels at 256² (`flex`); [`depthwise_conv`] runs each channel's
+//!   k × k stencil as row-wise multiply-adds, one channel per task (~20× faster).
+//!
 //! Each kernel takes the tensor's buffer (moved, not copied, out of a uniquely owned `flex` tensor),
 //! works on it with rayon, and hands it back. Any other backend (CUDA) runs the tensor ops, which the unit
 //! tests compare with the fused kernels (`image_encoder.rs` for the attention).
@@ -138,9 +142,111 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     })
 }
 
+/// Geometry of a depthwise convolution: square `k × k` kernel, `stride`, zero padding `k / 2` on every side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Depthwise {
+    /// Kernel side (odd).
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+}
+
+impl Depthwise {
+    /// Output side for an input side `n`: `(n + 2·(k/2) − k) / stride + 1`.
+    fn out(self, n: usize) -> usize {
+        (n + 2 * (self.k / 2) - self.k) / self.stride + 1
+    }
+}
+
+/// A depthwise convolution of `x` `(B, C, H, W)` with `weight` `(C, 1, k, k)` and `bias` `(C)`: on the host
+/// the row-wise kernel below, elsewhere Burn's grouped `conv2d`.
+pub(crate) fn depthwise_conv<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    geo: Depthwise,
+) -> Tensor<B, 4> {
+    let [b, c, h, w] = x.dims();
+    let device = x.device();
+    if !on_host::<B>(&device) {
+        let (s, p) = (geo.stride, geo.k / 2);
+        return burn::tensor::module::conv2d(
+            x,
+            weight,
+            Some(bias),
+            burn::tensor::ops::ConvOptions::new([s, s], [p, p], [1, 1], c),
+        );
+    }
+    let host = |t: TensorData| -> Vec<f32> {
+        match t.convert::<f32>().into_vec::<f32>() {
+            Ok(v) => v,
+            Err(e) => panic!("an f32 buffer after convert: {e:?}"),
+        }
+    };
+    let xs = host(x.into_data());
+    let ws = host(weight.into_data());
+    let bs = host(bias.into_data());
+    let (ho, wo) = (geo.out(h), geo.out(w));
+    let out = depthwise_host(&xs, [b, c, h, w], &ws, &bs, geo);
+    Tensor::from_data(TensorData::new(out, [b, c, ho, wo]), &device)
+}
+
+/// [`depthwise_conv`] on row-major host buffers: one output plane per task; each kernel tap adds
+/// `w · x[row, ix…]` over the output columns whose input column is inside the image (stride-1 rows are
+/// contiguous and vectorise).
+pub(crate) fn depthwise_host(
+    x: &[f32],
+    [b, c, h, w]: [usize; 4],
+    weight: &[f32],
+    bias: &[f32],
+    geo: Depthwise,
+) -> Vec<f32> {
+    let (k, s, p) = (geo.k, geo.stride, geo.k / 2);
+    let (ho, wo) = (geo.out(h), geo.out(w));
+    let mut out = vec![0f32; b * c * ho * wo];
+    out.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let ch = plane % c;
+            let input = &x[plane * h * w..(plane + 1) * h * w];
+            let taps = &weight[ch * k * k..(ch + 1) * k * k];
+            o.fill(bias[ch]);
+            for oy in 0..ho {
+                let row = &mut o[oy * wo..(oy + 1) * wo];
+                for ky in 0..k {
+                    let iy = (oy * s + ky) as isize - p as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let src = &input[iy as usize * w..(iy as usize + 1) * w];
+                    for kx in 0..k {
+                        let t = taps[ky * k + kx];
+                        // Output columns ox with 0 ≤ ox·s + kx − p < w.
+                        let lo = p.saturating_sub(kx).div_ceil(s);
+                        let hi = ((w + p - kx).div_ceil(s)).min(wo);
+                        if lo >= hi {
+                            continue;
+                        }
+                        if s == 1 {
+                            let start = lo + kx - p;
+                            for (r, v) in row[lo..hi].iter_mut().zip(&src[start..start + hi - lo]) {
+                                *r += t * v;
+                            }
+                        } else {
+                            for (ox, r) in row.iter_mut().enumerate().take(hi).skip(lo) {
+                                *r += t * src[ox * s + kx - p];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
 /// Largest value of a row, eight lanes at a time (vectorises, unlike a fold with `f32::max`).
 #[inline(always)]
-fn row_max(row: &[f32]) -> f32 {
+pub(crate) fn row_max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = row.chunks_exact(8);
     for c in &mut chunks {
@@ -160,7 +266,7 @@ fn row_max(row: &[f32]) -> f32 {
 
 /// `e^(v − max)` in place; returns the sum (eight partial sums, for vectorisation).
 #[inline(always)]
-fn exp_sum(row: &mut [f32], max: f32) -> f32 {
+pub(crate) fn exp_sum(row: &mut [f32], max: f32) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut chunks = row.chunks_exact_mut(8);
     for c in &mut chunks {
@@ -404,6 +510,41 @@ mod tests {
         assert!(worst < 3e-7, "worst relative error {worst}");
         assert_eq!(exp(-1000.0), exp(-87.336_54));
         assert!(exp(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn depthwise_kernel_matches_grouped_conv2d() {
+        use burn::tensor::Distribution;
+        use burn::tensor::module::conv2d;
+        use burn::tensor::ops::ConvOptions;
+        let device = Default::default();
+        // Odd and even sides, strides 1 and 2, kernels 3 and 5.
+        for (h, w, k, s) in [(7, 9, 3, 1), (8, 6, 3, 2), (5, 5, 5, 1), (9, 4, 5, 2)] {
+            let (b, c) = (2, 3);
+            let x = Tensor::<B, 4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let wt = Tensor::<B, 4>::random([c, 1, k, k], Distribution::Normal(0.0, 1.0), &device);
+            let bias = Tensor::<B, 1>::random([c], Distribution::Normal(0.0, 1.0), &device);
+            let want = conv2d(
+                x.clone(),
+                wt.clone(),
+                Some(bias.clone()),
+                ConvOptions::new([s, s], [k / 2, k / 2], [1, 1], c),
+            );
+            let v = |t: Tensor<B, 4>| -> Vec<f32> { t.into_data().to_vec().unwrap() };
+            let geo = Depthwise { k, stride: s };
+            let wv: Vec<f32> = wt.clone().into_data().to_vec().unwrap();
+            let bv: Vec<f32> = bias.clone().into_data().to_vec().unwrap();
+            let got = depthwise_host(&v(x.clone()), [b, c, h, w], &wv, &bv, geo);
+            assert_eq!(got.len(), want.dims().iter().product::<usize>());
+            // The dispatching wrapper gives the same.
+            assert_eq!(v(depthwise_conv(x, wt, bias, geo)), got);
+            let want = v(want);
+            let d = want
+                .iter()
+                .zip(&got)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(d < 1e-5, "{h}x{w} k{k} s{s}: max difference {d}");
+        }
     }
 
     #[test]

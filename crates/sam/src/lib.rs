@@ -49,6 +49,7 @@ mod prompt_encoder;
 pub mod resize;
 mod tiny_vit;
 mod transformer;
+mod window_attention;
 
 pub use common::{LayerNorm2d, MlpBlock};
 pub use config::{EncoderConfig, SamConfig, TinyVitConfig, VitConfig};

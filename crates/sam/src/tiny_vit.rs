@@ -8,7 +8,8 @@
 
 use crate::common::LayerNorm2d;
 use crate::image_encoder::{Neck, window_partition, window_unpartition};
-use crate::kernels::gelu;
+use crate::kernels::{Depthwise, depthwise_conv, gelu, on_host};
+use crate::window_attention::{WindowShape, window_attention_host};
 use crate::{SamConfig, TinyVitConfig};
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2dConfig;
@@ -17,7 +18,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 
 /// BatchNorm's epsilon in the official code (PyTorch's default).
 const BN_EPS: f64 = 1e-5;
@@ -93,6 +94,18 @@ impl<B: Backend> Conv2dBn<B> {
         let scale = self.bn.weight.val() * (self.bn.running_var.val() + BN_EPS).sqrt().recip();
         let shift = self.bn.bias.val() - self.bn.running_mean.val() * scale.clone();
         let weight = self.c.weight.val() * scale.reshape([o, 1, 1, 1]);
+        let [_, per_group, k, _] = weight.dims();
+        if per_group == 1 && self.groups == o {
+            return depthwise_conv(
+                x,
+                weight,
+                shift,
+                Depthwise {
+                    k,
+                    stride: self.stride,
+                },
+            );
+        }
         let (s, p) = (self.stride, self.padding);
         conv2d(
             x,
@@ -225,8 +238,43 @@ impl<B: Backend> TinyAttention<B> {
             .reshape([1, self.num_heads, n, n])
     }
 
-    /// `x` (windows, window², C) → same shape.
+    /// `x` (windows, window², C) → same shape: the fused host kernel on the CPU backends, Burn tensor ops
+    /// elsewhere.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if on_host::<B>(&x.device()) {
+            self.forward_host(x)
+        } else {
+            self.forward_ops(x)
+        }
+    }
+
+    /// [`TinyAttention::forward`] through [`window_attention_host`].
+    fn forward_host(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, n, c] = x.dims();
+        let device = x.device();
+        let heads = self.num_heads;
+        let host = |t: Tensor<B, 3>| -> Vec<f32> {
+            t.into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .unwrap_or_default()
+        };
+        let qkv = host(self.qkv.forward(self.norm.forward(x)));
+        let bias = host(self.biases().reshape([heads, n, n]));
+        let shape = WindowShape {
+            windows: b,
+            tokens: n,
+            heads,
+            head_dim: c / heads,
+        };
+        let scale = ((c / heads) as f32).powf(-0.5);
+        let out = window_attention_host(&qkv, shape, &bias, scale);
+        self.proj
+            .forward(Tensor::from_data(TensorData::new(out, [b, n, c]), &device))
+    }
+
+    /// [`TinyAttention::forward`] as Burn tensor ops (any backend).
+    fn forward_ops(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, n, c] = x.dims();
         let heads = self.num_heads;
         let hd = c / heads;
@@ -428,6 +476,41 @@ impl<B: Backend> TinyViT<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
+    use burn_ndarray::NdArray;
+
+    /// The fused host attention equals the tensor-op composition, for a padded-window size (7 × 7) and a
+    /// single-window size (3 × 3 with one window).
+    #[test]
+    fn fused_window_attention_matches_tensor_ops() {
+        type B = NdArray<f32>;
+        let device = Default::default();
+        for (windows, ws, dim, heads) in [(5, 7, 24, 3), (1, 3, 8, 2)] {
+            let mut a = TinyAttention::<B>::new(dim, heads, ws, &device);
+            let r =
+                |s: [usize; 2]| Tensor::<B, 2>::random(s, Distribution::Normal(0.0, 0.5), &device);
+            a.qkv.weight = Param::from_tensor(r([dim, 3 * dim]));
+            a.qkv.bias = Some(Param::from_tensor(r([1, 3 * dim]).reshape([3 * dim])));
+            a.proj.weight = Param::from_tensor(r([dim, dim]));
+            a.attention_biases = Param::from_tensor(r([heads, ws * ws]));
+            let x = Tensor::<B, 3>::random(
+                [windows, ws * ws, dim],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let want: Vec<f32> = a.forward_ops(x.clone()).into_data().to_vec().unwrap();
+            let got: Vec<f32> = a.forward_host(x).into_data().to_vec().unwrap();
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = want
+                .iter()
+                .zip(&got)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= 1e-5 * scale,
+                "{ws}x{ws}: max error {err} (scale {scale})"
+            );
+        }
+    }
 
     #[test]
     fn bias_indices_follow_the_official_insertion_order() {
