@@ -8,5 +8,6 @@ mod cli;
 mod eval_rrsis;
 mod finetune;
 mod geospatial;
+mod mobile_sam;
 mod scale_out;
 mod slurm;
