@@ -292,6 +292,21 @@ pub struct Neck<B: Backend> {
 }
 
 impl<B: Backend> Neck<B> {
+    /// A placeholder neck from `input` channels to `out` (the prompt dim).
+    pub fn new(input: usize, out: usize, device: &B::Device) -> Self {
+        Self {
+            conv1: Conv2dConfig::new([input, out], [1, 1])
+                .with_bias(false)
+                .init(device),
+            ln1: LayerNorm2d::new(out, device),
+            conv2: Conv2dConfig::new([out, out], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(device),
+            ln2: LayerNorm2d::new(out, device),
+        }
+    }
+
     /// `(B, C, H, W)` → `(B, prompt_dim, H, W)`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = self.ln1.forward(self.conv1.forward(x));
@@ -364,17 +379,7 @@ impl<B: Backend> ImageEncoderViT<B> {
             blocks: (0..vit.depth)
                 .map(|i| Block::new(vit, grid, i, device))
                 .collect(),
-            neck: Neck {
-                conv1: Conv2dConfig::new([e, o], [1, 1])
-                    .with_bias(false)
-                    .init(device),
-                ln1: LayerNorm2d::new(o, device),
-                conv2: Conv2dConfig::new([o, o], [3, 3])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .with_bias(false)
-                    .init(device),
-                ln2: LayerNorm2d::new(o, device),
-            },
+            neck: Neck::new(e, o, device),
         }
     }
 

@@ -6,14 +6,12 @@
 //! `(B, H, W, C)` (the official `(B, H·W, C)` with the grid kept), so windows are cut without reshaping
 //! back and forth.
 
-use crate::common::LayerNorm2d;
 use crate::image_encoder::{Neck, window_partition, window_unpartition};
 use crate::kernels::{Depthwise, depthwise_conv, gelu, on_host};
 use crate::window_attention::{WindowShape, window_attention_host};
 use crate::{SamConfig, TinyVitConfig};
 use burn::module::{Module, Param};
-use burn::nn::conv::Conv2dConfig;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d;
@@ -431,17 +429,7 @@ impl<B: Backend> TinyViT<B> {
                 conv2: Conv2dBn::new([e0 / 2, e0], 3, 2, 1, device),
             },
             layers,
-            neck: Neck {
-                conv1: Conv2dConfig::new([last, o], [1, 1])
-                    .with_bias(false)
-                    .init(device),
-                ln1: LayerNorm2d::new(o, device),
-                conv2: Conv2dConfig::new([o, o], [3, 3])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .with_bias(false)
-                    .init(device),
-                ln2: LayerNorm2d::new(o, device),
-            },
+            neck: Neck::new(last, o, device),
         }
     }
 

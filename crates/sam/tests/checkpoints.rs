@@ -26,11 +26,20 @@ fn tmp(name: &str) -> PathBuf {
 
 /// The tiny state dict as key → (shape, values).
 fn state_dict() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let mut store = PytorchStore::from_file(tiny().join("sam.pth")).map_indices_contiguous(false);
+    state_dict_of(&tiny().join("sam.pth"), |_| true)
+}
+
+/// The tensors of a `.pth` whose keys `keep` accepts, as key → (shape, values).
+fn state_dict_of(
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
     store
         .get_all_snapshots()
         .unwrap()
         .iter()
+        .filter(|(k, _)| keep(k))
         .map(|(k, s)| {
             let v = s
                 .to_data()
@@ -279,22 +288,9 @@ fn mobile_sam_checkpoints_are_detected_checked_and_named() {
     let reference = predict_mobile(load_mobile(&mobile_tiny()).unwrap());
 
     // The same weights as safetensors without the tensors forward never reads: the same predictions.
-    let mut store = PytorchStore::from_file(mobile_tiny()).map_indices_contiguous(false);
-    let sd: BTreeMap<String, (Vec<usize>, Vec<f32>)> = store
-        .get_all_snapshots()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| !k.ends_with("num_batches_tracked") && !k.contains(".head."))
-        .map(|(k, s)| {
-            let v = s
-                .to_data()
-                .unwrap()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .unwrap();
-            (k.clone(), (s.shape.to_vec(), v))
-        })
-        .collect();
+    let sd = state_dict_of(&mobile_tiny(), |k| {
+        !k.ends_with("num_batches_tracked") && !k.contains(".head.")
+    });
     let p = tmp("mobile.safetensors");
     write_safetensors(&p, &sd);
     let got = predict_mobile(load_mobile(&p).unwrap());
