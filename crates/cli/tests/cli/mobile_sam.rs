@@ -19,6 +19,18 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+/// `pslg segment` of the fixture's image with box 35,11,85,49 through SAM checkpoint `ckpt` into `out`.
+fn segment(ckpt: &Path, out: &Path) -> Command {
+    let mut c = pslg();
+    c.args(["segment", "--image"])
+        .arg(fixture().join("image.png"))
+        .args(["--box", "35,11,85,49", "--out"])
+        .arg(out)
+        .arg("--sam")
+        .arg(ckpt);
+    c
+}
+
 #[test]
 fn sam_segment_and_batch_take_a_mobile_sam_checkpoint() {
     let fx = fixture();
@@ -40,13 +52,7 @@ fn sam_segment_and_batch_take_a_mobile_sam_checkpoint() {
     let (_, shape) = pslg::sam::npy::read_f32(&d.join("sam/image_embedding.npy")).unwrap();
     assert_eq!(shape, vec![1, 32, 64, 64]);
     // `segment --sam` and `batch --sam`.
-    let o = pslg()
-        .args(["segment", "--image"])
-        .arg(fx.join("image.png"))
-        .args(["--box", "35,11,85,49", "--out"])
-        .arg(d.join("m.png"))
-        .arg("--sam")
-        .arg(&ckpt)
+    let o = segment(&ckpt, &d.join("m.png"))
         .args(["--sam-decoder-heads", "2"])
         .output()
         .unwrap();
@@ -86,15 +92,7 @@ fn a_truncated_mobile_sam_checkpoint_is_a_message() {
     let bytes = std::fs::read(fx.join("sam.pth")).unwrap();
     let bad = d.join("mobile_sam.pt");
     std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
-    let o = pslg()
-        .args(["segment", "--image"])
-        .arg(fx.join("image.png"))
-        .args(["--box", "35,11,85,49", "--out"])
-        .arg(d.join("m.png"))
-        .arg("--sam")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let o = segment(&bad, &d.join("m.png")).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
