@@ -66,6 +66,17 @@ pub(crate) fn on_host<B: Backend>(device: &B::Device) -> bool {
     KernelPolicy::for_backend::<B>(device) == KernelPolicy::Host
 }
 
+/// The `f32` values of `x`, row-major: the buffer moved out of a uniquely owned host tensor, or, when its
+/// bytes are not aligned for `f32`, read value by value.
+pub(crate) fn host_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
+    let data = x.into_data().convert::<f32>();
+    if data.as_slice::<f32>().is_err() {
+        return data.iter::<f32>().collect();
+    }
+    // The dtype is f32 and the bytes cast (checked just above): `into_vec` takes the buffer.
+    data.into_vec::<f32>().unwrap_or_default()
+}
+
 /// Runs `f` on the `f32` values of `x` (row-major) and returns them as a tensor of the same shape.
 fn map_host<B: Backend, const D: usize>(
     x: Tensor<B, D>,
@@ -177,15 +188,9 @@ pub(crate) fn depthwise_conv<B: Backend>(
             burn::tensor::ops::ConvOptions::new([s, s], [p, p], [1, 1], c),
         );
     }
-    let host = |t: TensorData| -> Vec<f32> {
-        match t.convert::<f32>().into_vec::<f32>() {
-            Ok(v) => v,
-            Err(e) => panic!("an f32 buffer after convert: {e:?}"),
-        }
-    };
-    let xs = host(x.into_data());
-    let ws = host(weight.into_data());
-    let bs = host(bias.into_data());
+    let xs = host_f32(x);
+    let ws = host_f32(weight);
+    let bs = host_f32(bias);
     let (ho, wo) = (geo.out(h), geo.out(w));
     let out = depthwise_host(&xs, [b, c, h, w], &ws, &bs, geo);
     Tensor::from_data(TensorData::new(out, [b, c, ho, wo]), &device)

@@ -7,7 +7,7 @@
 //! back and forth.
 
 use crate::image_encoder::{Neck, window_partition, window_unpartition};
-use crate::kernels::{Depthwise, depthwise_conv, gelu, on_host};
+use crate::kernels::{Depthwise, depthwise_conv, gelu, host_f32, on_host};
 use crate::window_attention::{WindowShape, window_attention_host};
 use crate::{SamConfig, TinyVitConfig};
 use burn::module::{Module, Param};
@@ -69,16 +69,17 @@ impl<B: Backend> Conv2dBn<B> {
         device: &B::Device,
     ) -> Self {
         let [i, o] = channels;
-        let frozen = |t: Tensor<B, 1>| Param::from_tensor(t);
+        // The running statistics are buffers in the official code: never trained.
+        let stat = |t: Tensor<B, 1>| Param::from_tensor(t).set_require_grad(false);
         Self {
             c: ConvKernel {
                 weight: Param::from_tensor(Tensor::zeros([o, i / groups, kernel, kernel], device)),
             },
             bn: BatchNormStats {
-                weight: frozen(Tensor::ones([o], device)),
-                bias: frozen(Tensor::zeros([o], device)),
-                running_mean: frozen(Tensor::zeros([o], device)),
-                running_var: frozen(Tensor::ones([o], device)),
+                weight: Param::from_tensor(Tensor::ones([o], device)),
+                bias: Param::from_tensor(Tensor::zeros([o], device)),
+                running_mean: stat(Tensor::zeros([o], device)),
+                running_var: stat(Tensor::ones([o], device)),
             },
             stride,
             padding: kernel / 2,
@@ -251,14 +252,8 @@ impl<B: Backend> TinyAttention<B> {
         let [b, n, c] = x.dims();
         let device = x.device();
         let heads = self.num_heads;
-        let host = |t: Tensor<B, 3>| -> Vec<f32> {
-            t.into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .unwrap_or_default()
-        };
-        let qkv = host(self.qkv.forward(self.norm.forward(x)));
-        let bias = host(self.biases().reshape([heads, n, n]));
+        let qkv = host_f32(self.qkv.forward(self.norm.forward(x)));
+        let bias = host_f32(self.biases().reshape([heads, n, n]));
         let shape = WindowShape {
             windows: b,
             tokens: n,
