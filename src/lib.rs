@@ -30,12 +30,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod choice;
 pub mod overlay;
 mod pipeline;
 mod sam_segment;
 mod segment;
 pub mod tile;
 
+pub use choice::{Candidate, Choice, Tightness};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, pixel_box};
 pub use pslg_cfpg as cfpg;
 pub use pslg_geo as geo;

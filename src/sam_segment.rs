@@ -210,6 +210,7 @@ impl<B: Backend> SamSegmenter<B> {
                 point,
                 refinement: None,
                 collapsed: false,
+                choice: None,
                 timings,
             });
         };
@@ -224,7 +225,13 @@ impl<B: Backend> SamSegmenter<B> {
         let refined = stages.refine_in_context(refiner, image, roi, point.as_ref(), Some(init))?;
         timings.mbo = t.elapsed();
         // MBO collapsing far below SAM's mask (inside the box) is GrabCut's failure mode: keep SAM's mask.
-        let floor = stages.params().min_keep_fraction * sam_area as f64;
-        Ok(refined.into_box_mask(floor, || sam_mask, point, Some(prediction), timings))
+        Ok(refined.keep_or_fallback(
+            stages.params().min_keep_fraction,
+            sam_area,
+            || sam_mask,
+            point,
+            Some(prediction),
+            timings,
+        ))
     }
 }

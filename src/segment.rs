@@ -1,6 +1,7 @@
 //! The weight-free box → mask path: CFPG point → MBO refinement (stage 2 of PSLG-SAM without SAM).
 
 use crate::PslgError;
+use crate::choice::{Attempt, Candidate, Choice, Tightness};
 use image::{GrayImage, Luma, RgbImage};
 use pslg_cfpg::{CfpgParams, ForegroundPoint, ForegroundPointGenerator, PixelBox, Roi, clamp_box};
 use pslg_core::paste_in_box;
@@ -23,32 +24,44 @@ pub struct BoxSegmenterParams {
     /// Radius of the hard-foreground disk around the CFPG point, as a fraction of the shorter box side
     /// (at least one pixel).
     pub seed_radius_fraction: f64,
-    /// When MBO keeps less than this fraction of the box, the result is considered collapsed and the box is
-    /// returned instead (GrabCut's failure mode on small, low-contrast objects).
+    /// The tightness test of the box path ([`crate::choice`]): an MBO attempt is returned when its mask
+    /// crosses at least this fraction of the box's rows and of its columns; otherwise the next attempt runs,
+    /// and the box itself is returned when none passes. Valid: [0, 1] (0 = always MBO's first attempt).
+    pub min_span: f64,
+    /// Smoothness weight γ of a second MBO attempt, run when the first fails the tightness test (`None`: no
+    /// retry). A weaker smoothness keeps the thin parts (wings, masts, piers) that a strong one cuts away.
+    pub retry_gamma: Option<f64>,
+    /// SAM path only: when MBO keeps less than this fraction of SAM's mask, SAM's mask is returned instead
+    /// (GrabCut's collapse on small, low-contrast objects).
     pub min_keep_fraction: f64,
     /// Boxes with more pixels than this are refined on a context crop downscaled (bilinear) so that the box
     /// has about this many pixels; the mask is upscaled back (bilinear, threshold ½). Bounds the cost of MBO
     /// on large objects, where a one-pixel boundary error at the coarse scale costs little IoU. 0 = never.
     pub max_mbo_box_pixels: usize,
-    /// MBO stops its rounds once less than `abandon_fraction · min_keep_fraction` of the box is still
-    /// foreground (it sets [`MboParams::abandon_below`]): such a mask is almost always discarded as collapsed,
-    /// so its remaining rounds are wasted. On the dev set no mask below 20 % of the box after a round ever
-    /// recovered to the 25 % keep threshold; the default (0.6 → 15 %) changes no output there. 0 = never
-    /// stop early. Valid: [0, 1].
-    pub abandon_fraction: f64,
+    /// MBO stops its rounds once less than this fraction of its initial foreground (the box, or SAM's mask) is
+    /// still foreground (it sets [`MboParams::abandon_below`]): such a mask spans too little of the box to
+    /// pass the tightness test, so its remaining rounds are wasted. 0 = never stop early. Valid: [0, 1].
+    pub abandon_below: f64,
 }
 
 impl Default for BoxSegmenterParams {
     fn default() -> Self {
         Self {
             cfpg: Some(CfpgParams::default()),
-            mbo: Some(MboParams::default()),
+            // γ 15 rather than GrabCut's 50: chosen by cross-validation over the dev set's images together
+            // with the tightness test (docs/quality.md).
+            mbo: Some(MboParams {
+                gamma: 15.0,
+                ..MboParams::default()
+            }),
             margin_fraction: 0.5,
             min_margin: 16,
             seed_radius_fraction: 0.1,
+            min_span: 0.7,
+            retry_gamma: Some(6.0),
             min_keep_fraction: 0.25,
             max_mbo_box_pixels: 0,
-            abandon_fraction: 0.6,
+            abandon_below: ABANDON_BELOW,
         }
     }
 }
@@ -65,6 +78,9 @@ pub struct StageTimings {
     pub sam: Duration,
 }
 
+/// MBO's default early stop for the box path ([`BoxSegmenterParams::abandon_below`]).
+const ABANDON_BELOW: f64 = 0.0;
+
 /// Output of [`BoxSegmenter::segment`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoxMask {
@@ -76,8 +92,11 @@ pub struct BoxMask {
     pub point: Option<ForegroundPoint>,
     /// MBO's result on the context crop (when MBO ran).
     pub refinement: Option<Refinement>,
-    /// Whether MBO's result collapsed and the box was returned instead.
+    /// Whether MBO's result was rejected and the box (box path) or SAM's mask (SAM path) was returned
+    /// instead; [`BoxMask::choice`] says why.
     pub collapsed: bool,
+    /// Which candidate was returned and why (when MBO ran).
+    pub choice: Option<Choice>,
     /// Per-stage timings.
     pub timings: StageTimings,
     /// SAM's prediction (low-resolution and full-size logits, predicted IoU) when SAM ran.
@@ -91,6 +110,8 @@ pub struct BoxSegmenter {
     params: BoxSegmenterParams,
     pub(crate) cfpg: Option<ForegroundPointGenerator>,
     pub(crate) mbo: Option<MaskRefiner>,
+    /// The box path's second attempt ([`BoxSegmenterParams::retry_gamma`]).
+    retry: Option<MaskRefiner>,
 }
 
 impl BoxSegmenter {
@@ -115,17 +136,36 @@ impl BoxSegmenter {
         if !(0.0..=1.0).contains(&params.min_keep_fraction) {
             return bad("min_keep_fraction", params.min_keep_fraction);
         }
-        let cfpg = params.cfpg.clone().map(CfpgParams::build).transpose()?;
-        if !(0.0..=1.0).contains(&params.abandon_fraction) {
-            return bad("abandon_fraction", params.abandon_fraction);
+        if !(0.0..=1.0).contains(&params.min_span) {
+            return bad("min_span", params.min_span);
         }
-        let abandon_below = params.abandon_fraction * params.min_keep_fraction;
+        let cfpg = params.cfpg.clone().map(CfpgParams::build).transpose()?;
+        if !(0.0..=1.0).contains(&params.abandon_below) {
+            return bad("abandon_below", params.abandon_below);
+        }
+        let abandon_below = params.abandon_below;
         let mbo = params
             .mbo
             .clone()
             .map(|m| MboParams { abandon_below, ..m }.build())
             .transpose()?;
-        Ok(Self { params, cfpg, mbo })
+        let retry = match (&params.mbo, params.retry_gamma) {
+            (Some(m), Some(gamma)) => Some(
+                MboParams {
+                    gamma,
+                    abandon_below,
+                    ..m.clone()
+                }
+                .build()?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
+            params,
+            cfpg,
+            mbo,
+            retry,
+        })
     }
 
     /// The foreground point prompt SAM gets for `bbox`: the CFPG point, `None` without CFPG or when CFPG
@@ -244,15 +284,52 @@ impl BoxSegmenter {
                 point,
                 refinement: None,
                 collapsed: false,
+                choice: None,
                 timings,
             });
         };
 
+        // The tightness test (crate::choice): the first attempt that spans the box, else the box.
         let t = Instant::now();
-        let refined = self.refine_in_context(refiner, image, roi, point.as_ref(), None)?;
+        let mut attempts = Vec::new();
+        let (mut chosen, mut last) = (None, None);
+        for (k, r) in std::iter::once(refiner).chain(&self.retry).enumerate() {
+            let refined = self.refine_in_context(r, image, roi, point.as_ref(), None)?;
+            let tightness = Tightness::of(&refined.mask, roi);
+            attempts.push(Attempt {
+                gamma: r.params().gamma,
+                tightness,
+            });
+            if tightness.span() >= self.params.min_span {
+                chosen = Some((k, refined));
+                break;
+            }
+            last = Some(refined);
+        }
         timings.mbo = t.elapsed();
-        let floor = self.params.min_keep_fraction * roi.area() as f64;
-        Ok(refined.into_box_mask(floor, box_mask, point, None, timings))
+        let choice = |chosen| Choice {
+            chosen,
+            attempts,
+            threshold: self.params.min_span,
+        };
+        Ok(match (chosen, last) {
+            (Some((k, refined)), _) => {
+                refined.into_mask(point, None, choice(Candidate::Mbo(k)), timings)
+            }
+            (None, Some(refined)) => {
+                refined.into_fallback(box_mask(), point, None, choice(Candidate::Box), timings)
+            }
+            (None, None) => BoxMask {
+                sam: None,
+                mask: box_mask(),
+                roi,
+                point,
+                refinement: None,
+                collapsed: true,
+                choice: Some(choice(Candidate::Box)),
+                timings,
+            },
+        })
     }
 }
 
@@ -382,6 +459,7 @@ impl BoxSegmenter {
             kept,
             roi,
             refinement,
+            gamma: refiner.params().gamma,
         })
     }
 }
@@ -396,27 +474,76 @@ pub(crate) struct Refined {
     roi: Roi,
     /// MBO's result on the context crop.
     refinement: Refinement,
+    /// The smoothness weight it ran with.
+    gamma: f64,
 }
 
 impl Refined {
-    /// The stage-2 result: MBO's mask, or `fallback()` when MBO kept fewer than `floor` pixels (a collapse).
-    pub(crate) fn into_box_mask(
+    /// The stage-2 result when this candidate is chosen.
+    pub(crate) fn into_mask(
         self,
-        floor: f64,
+        point: Option<ForegroundPoint>,
+        sam: Option<pslg_sam::Prediction>,
+        choice: Choice,
+        timings: StageTimings,
+    ) -> BoxMask {
+        BoxMask {
+            mask: self.mask,
+            roi: self.roi,
+            point,
+            refinement: Some(self.refinement),
+            collapsed: false,
+            choice: Some(choice),
+            timings,
+            sam,
+        }
+    }
+
+    /// The stage-2 result when this candidate is rejected for `fallback` (the box, or SAM's mask).
+    pub(crate) fn into_fallback(
+        self,
+        fallback: GrayImage,
+        point: Option<ForegroundPoint>,
+        sam: Option<pslg_sam::Prediction>,
+        choice: Choice,
+        timings: StageTimings,
+    ) -> BoxMask {
+        BoxMask {
+            mask: fallback,
+            collapsed: true,
+            ..self.into_mask(point, sam, choice, timings)
+        }
+    }
+
+    /// The SAM path's rule: MBO's mask, or `fallback()` (SAM's mask) when MBO kept fewer than
+    /// `keep_fraction · sam_area` pixels (a collapse).
+    pub(crate) fn keep_or_fallback(
+        self,
+        keep_fraction: f64,
+        sam_area: usize,
         fallback: impl FnOnce() -> GrayImage,
         point: Option<ForegroundPoint>,
         sam: Option<pslg_sam::Prediction>,
         timings: StageTimings,
     ) -> BoxMask {
-        let collapsed = (self.kept as f64) < floor;
-        BoxMask {
-            mask: if collapsed { fallback() } else { self.mask },
-            roi: self.roi,
-            point,
-            refinement: Some(self.refinement),
-            collapsed,
-            timings,
-            sam,
+        let attempt = Attempt {
+            gamma: self.gamma,
+            tightness: Tightness::of(&self.mask, self.roi),
+        };
+        let kept_enough = (self.kept as f64) >= keep_fraction * sam_area as f64;
+        let choice = Choice {
+            chosen: if kept_enough {
+                Candidate::Mbo(0)
+            } else {
+                Candidate::SamMask
+            },
+            attempts: vec![attempt],
+            threshold: keep_fraction,
+        };
+        if kept_enough {
+            self.into_mask(point, sam, choice, timings)
+        } else {
+            self.into_fallback(fallback(), point, sam, choice, timings)
         }
     }
 }
@@ -499,14 +626,14 @@ mod tests {
         assert!(seg.segment(&tiny, PixelBox::new(0, 2, 1, 5)).is_ok());
         assert!(
             BoxSegmenter::new(BoxSegmenterParams {
-                min_keep_fraction: 2.0,
+                min_span: 2.0,
                 ..Default::default()
             })
             .is_err()
         );
         assert!(
             BoxSegmenter::new(BoxSegmenterParams {
-                abandon_fraction: -1.0,
+                abandon_below: -1.0,
                 ..Default::default()
             })
             .is_err()

@@ -99,17 +99,24 @@ pub(crate) struct StageFlags {
     /// Radius of the hard-foreground disk at the CFPG point, as a fraction of the shorter box side.
     #[arg(long, default_value_t = BoxSegmenterParams::default().seed_radius_fraction)]
     pub(crate) seed_radius: f64,
-    /// Return the box when MBO keeps less than this fraction of it.
+    /// The tightness test: return an MBO attempt only when it crosses at least this fraction of the box's
+    /// rows and of its columns (else retry with --retry-gamma, then return the box).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().min_span)]
+    pub(crate) min_span: f64,
+    /// Smoothness weight γ of MBO's second attempt when the first fails the tightness test (0 = no retry).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().retry_gamma.unwrap_or(0.0))]
+    pub(crate) retry_gamma: f64,
+    /// With SAM: return SAM's mask when MBO keeps less than this fraction of it.
     #[arg(long, default_value_t = BoxSegmenterParams::default().min_keep_fraction)]
     pub(crate) min_keep: f64,
     /// Refine boxes larger than this many pixels on a downscaled crop (0 = never).
     #[arg(long, default_value_t = BoxSegmenterParams::default().max_mbo_box_pixels)]
     pub(crate) max_mbo_pixels: usize,
-    /// MBO stops its rounds once less than this × --min-keep of the box is foreground (0 = never).
-    #[arg(long, default_value_t = BoxSegmenterParams::default().abandon_fraction)]
+    /// MBO stops its rounds once less than this fraction of its initial foreground is left (0 = never).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().abandon_below)]
     pub(crate) abandon: f64,
-    /// MBO smoothness weight γ.
-    #[arg(long, default_value_t = MboParams::default().gamma)]
+    /// MBO smoothness weight γ (the paper and GrabCut: 50).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().mbo.map_or(MboParams::default().gamma, |m| m.gamma))]
     pub(crate) gamma: f64,
     /// MBO cut/EM rounds at most.
     #[arg(long, default_value_t = MboParams::default().max_iterations)]
@@ -125,9 +132,11 @@ impl StageFlags {
             margin_fraction: self.margin_fraction,
             min_margin: self.min_margin,
             seed_radius_fraction: self.seed_radius,
+            min_span: self.min_span,
+            retry_gamma: (self.retry_gamma > 0.0).then_some(self.retry_gamma),
             min_keep_fraction: self.min_keep,
             max_mbo_box_pixels: self.max_mbo_pixels,
-            abandon_fraction: self.abandon,
+            abandon_below: self.abandon,
             ..Default::default()
         };
         if let Some(m) = p.mbo.as_mut() {

@@ -274,14 +274,8 @@ pub(crate) fn run(a: SegmentArgs) -> Result<()> {
             pslg::cfpg::PointSource::BoxCentre(why) => say!("CFPG point: box centre ({why})"),
         }
     }
-    if out.collapsed {
-        if a.sam.sam.is_some() {
-            say!(
-                "note: MBO kept too little of SAM's mask; SAM's mask (inside the box) was returned"
-            );
-        } else {
-            say!("note: MBO kept too little of the box; the box itself was returned");
-        }
+    if let Some(choice) = &out.choice {
+        say!("mask: {}", choice.reason());
     }
     if let Some(path) = &a.overlay {
         let point = out.point.as_ref().map(|p| (p.x, p.y));
@@ -395,6 +389,8 @@ fn segment_in_tiles(
         point,
         refinement: None,
         collapsed,
+        // The home tile's choice (the tile holding the box centre).
+        choice: home.and_then(|(_, o)| o.choice.clone()),
         timings,
     })
 }
