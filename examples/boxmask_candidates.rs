@@ -107,6 +107,45 @@ fn features(
            "perim": edges as f64 / (2.0 * f64::from(bw + bh))})
 }
 
+/// Background components inside the box that do not reach the box's border, filled.
+fn fill_holes(m: &GrayImage, roi: pslg::cfpg::Roi) -> GrayImage {
+    let (w, h) = (roi.width as usize, roi.height as usize);
+    let mut outside = vec![false; w * h];
+    let mut stack = Vec::new();
+    let bg = |x: usize, y: usize| m.get_pixel(roi.x + x as u32, roi.y + y as u32)[0] == 0;
+    for y in 0..h {
+        for x in 0..w {
+            if (x == 0 || y == 0 || x + 1 == w || y + 1 == h) && bg(x, y) {
+                outside[y * w + x] = true;
+                stack.push((x, y));
+            }
+        }
+    }
+    while let Some((x, y)) = stack.pop() {
+        let n = [
+            (x.wrapping_sub(1), y),
+            (x + 1, y),
+            (x, y.wrapping_sub(1)),
+            (x, y + 1),
+        ];
+        for (nx, ny) in n {
+            if nx < w && ny < h && !outside[ny * w + nx] && bg(nx, ny) {
+                outside[ny * w + nx] = true;
+                stack.push((nx, ny));
+            }
+        }
+    }
+    let mut out = m.clone();
+    for y in 0..h {
+        for x in 0..w {
+            if !outside[y * w + x] {
+                out.put_pixel(roi.x + x as u32, roi.y + y as u32, image::Luma([255]));
+            }
+        }
+    }
+    out
+}
+
 fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).context("CASES.jsonl")?;
     let cases = read_cases(path.as_ref())?;
@@ -123,61 +162,20 @@ fn main() -> anyhow::Result<()> {
     };
     let configs: Vec<(&str, BoxSegmenterParams)> = vec![
         (
-            "g15",
+            "q15",
             BoxSegmenterParams {
                 mbo: mbo(&|m| m.gamma = 15.0),
+                seed_radius_fraction: 0.03,
+                margin_fraction: 0.25,
                 ..base.clone()
             },
         ),
         (
-            "g10",
-            BoxSegmenterParams {
-                mbo: mbo(&|m| m.gamma = 10.0),
-                ..base.clone()
-            },
-        ),
-        (
-            "g6",
+            "q6",
             BoxSegmenterParams {
                 mbo: mbo(&|m| m.gamma = 6.0),
-                ..base.clone()
-            },
-        ),
-        (
-            "g15c3",
-            BoxSegmenterParams {
-                mbo: mbo(&|m| {
-                    m.gamma = 15.0;
-                    m.components = 3
-                }),
-                ..base.clone()
-            },
-        ),
-        (
-            "g10c3",
-            BoxSegmenterParams {
-                mbo: mbo(&|m| {
-                    m.gamma = 10.0;
-                    m.components = 3
-                }),
-                ..base.clone()
-            },
-        ),
-        (
-            "g15it8",
-            BoxSegmenterParams {
-                mbo: mbo(&|m| {
-                    m.gamma = 15.0;
-                    m.max_iterations = 8
-                }),
-                ..base.clone()
-            },
-        ),
-        (
-            "g15ns",
-            BoxSegmenterParams {
-                mbo: mbo(&|m| m.gamma = 15.0),
-                cfpg: None,
+                seed_radius_fraction: 0.03,
+                margin_fraction: 0.25,
                 ..base.clone()
             },
         ),
@@ -234,6 +232,10 @@ fn main() -> anyhow::Result<()> {
             fe["i"] = json!(i);
             fe["u"] = json!(u);
             fe["ms"] = json!(ms);
+            let filled = fill_holes(&r.mask, roi);
+            let (fi, fu) = iou(&filled, &gt);
+            fe["fi"] = json!(fi);
+            fe["fu"] = json!(fu);
             fe["iters"] = json!(r.refinement.as_ref().map(|x| x.iterations));
             out.insert((*name).into(), fe);
         }

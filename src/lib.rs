@@ -37,7 +37,7 @@ mod sam_segment;
 mod segment;
 pub mod tile;
 
-pub use choice::{Candidate, Choice, Tightness};
+pub use choice::{Candidate, Choice, Tightness, fill_holes};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, pixel_box};
 pub use pslg_cfpg as cfpg;
 pub use pslg_geo as geo;

@@ -1,7 +1,7 @@
 //! The weight-free box → mask path: CFPG point → MBO refinement (stage 2 of PSLG-SAM without SAM).
 
 use crate::PslgError;
-use crate::choice::{Attempt, Candidate, Choice, Tightness};
+use crate::choice::{Attempt, Candidate, Choice, Tightness, fill_holes};
 use image::{GrayImage, Luma, RgbImage};
 use pslg_cfpg::{CfpgParams, ForegroundPoint, ForegroundPointGenerator, PixelBox, Roi, clamp_box};
 use pslg_core::paste_in_box;
@@ -31,6 +31,8 @@ pub struct BoxSegmenterParams {
     /// Smoothness weight γ of a second MBO attempt, run when the first fails the tightness test (`None`: no
     /// retry). A weaker smoothness keeps the thin parts (wings, masts, piers) that a strong one cuts away.
     pub retry_gamma: Option<f64>,
+    /// Box path: fill the holes of the chosen MBO mask inside the box ([`crate::choice::fill_holes`]).
+    pub fill_holes: bool,
     /// SAM path only: when MBO keeps less than this fraction of SAM's mask, SAM's mask is returned instead
     /// (GrabCut's collapse on small, low-contrast objects).
     pub min_keep_fraction: f64,
@@ -54,11 +56,14 @@ impl Default for BoxSegmenterParams {
                 gamma: 15.0,
                 ..MboParams::default()
             }),
-            margin_fraction: 0.5,
+            // The context margin, the seed radius and the tightness threshold were chosen with γ by
+            // cross-validation over the dev set's images (docs/quality.md).
+            margin_fraction: 0.25,
             min_margin: 16,
-            seed_radius_fraction: 0.1,
-            min_span: 0.7,
+            seed_radius_fraction: 0.03,
+            min_span: 0.75,
             retry_gamma: Some(6.0),
+            fill_holes: true,
             min_keep_fraction: 0.25,
             max_mbo_box_pixels: 0,
             abandon_below: ABANDON_BELOW,
@@ -313,7 +318,10 @@ impl BoxSegmenter {
             threshold: self.params.min_span,
         };
         Ok(match (chosen, last) {
-            (Some((k, refined)), _) => {
+            (Some((k, mut refined)), _) => {
+                if self.params.fill_holes {
+                    fill_holes(&mut refined.mask, roi);
+                }
                 refined.into_mask(point, None, choice(Candidate::Mbo(k)), timings)
             }
             (None, Some(refined)) => {

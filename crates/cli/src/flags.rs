@@ -106,6 +106,9 @@ pub(crate) struct StageFlags {
     /// Smoothness weight γ of MBO's second attempt when the first fails the tightness test (0 = no retry).
     #[arg(long, default_value_t = BoxSegmenterParams::default().retry_gamma.unwrap_or(0.0))]
     pub(crate) retry_gamma: f64,
+    /// Keep the holes of MBO's mask inside the box (by default they are filled).
+    #[arg(long)]
+    pub(crate) keep_holes: bool,
     /// With SAM: return SAM's mask when MBO keeps less than this fraction of it.
     #[arg(long, default_value_t = BoxSegmenterParams::default().min_keep_fraction)]
     pub(crate) min_keep: f64,
@@ -134,6 +137,7 @@ impl StageFlags {
             seed_radius_fraction: self.seed_radius,
             min_span: self.min_span,
             retry_gamma: (self.retry_gamma > 0.0).then_some(self.retry_gamma),
+            fill_holes: !self.keep_holes,
             min_keep_fraction: self.min_keep,
             max_mbo_box_pixels: self.max_mbo_pixels,
             abandon_below: self.abandon,
