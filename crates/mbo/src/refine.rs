@@ -299,7 +299,7 @@ impl MaskRefiner {
                 g.update_terminal_weights(k, new.0 - d.0, new.1 - d.1);
                 *d = (*new.0, *new.1);
             }
-            g.max_flow_ibfs();
+            g.max_flow();
             let mut changed = 0;
             for (k, &i) in free.iter().enumerate() {
                 let now = g.segment(k) == Segment::Source;
