@@ -106,6 +106,9 @@ pub(crate) struct StageFlags {
     /// Smoothness weight γ of MBO's second attempt when the first fails the tightness test (0 = no retry).
     #[arg(long, default_value_t = BoxSegmenterParams::default().retry_gamma.unwrap_or(0.0))]
     pub(crate) retry_gamma: f64,
+    /// MBO's smoothness over 8 neighbours (GrabCut's; about 1.4× slower; use about half the γ) instead of 4.
+    #[arg(long)]
+    pub(crate) eight_connected: bool,
     /// Keep the holes of MBO's mask inside the box (by default they are filled).
     #[arg(long)]
     pub(crate) keep_holes: bool,
@@ -147,6 +150,7 @@ impl StageFlags {
             m.gamma = self.gamma;
             m.max_iterations = self.iterations;
             m.fixed_background_link = self.frame_link;
+            m.eight_connected = self.eight_connected;
         }
         if self.no_cfpg {
             p.cfpg = None;
