@@ -108,9 +108,9 @@ fn weight_free_path_beats_box_and_opencv_on_the_dev_set() {
     // (41.73 / 62.04 / 46.81 / 12.77), beaten on all four.
     assert!(p5 > 57.18, "Pr@0.5 {p5:.2} does not beat the box (57.18)");
     assert!(p9 > 12.77, "Pr@0.9 {p9:.2} does not beat OpenCV (12.77)");
-    // The level reached by the cross-validated defaults (docs/quality.md: 70.07 / 74.26).
+    // The level reached by the cross-validated defaults (docs/quality.md: 70.02 / 74.05).
     assert!(miou >= 69.8, "mIoU {miou:.2} fell below 69.8");
-    assert!(oiou >= 74.0, "oIoU {oiou:.2} fell below 74.0");
+    assert!(oiou >= 73.8, "oIoU {oiou:.2} fell below 73.8");
 
     // Both halves of the image split used for cross-validation (sorted image names, alternately).
     let mut images: Vec<&PathBuf> = scored.iter().map(|c| &c.image).collect();
