@@ -324,11 +324,15 @@ impl BoxSegmenter {
                 if self.params.fill_holes {
                     fill_holes(&mut refined.mask, roi);
                 }
-                refined.into_mask(point, None, choice(Candidate::Mbo(k)), timings)
+                refined.into_result(None, point, None, choice(Candidate::Mbo(k)), timings)
             }
-            (None, Some(refined)) => {
-                refined.into_fallback(box_mask(), point, None, choice(Candidate::Box), timings)
-            }
+            (None, Some(refined)) => refined.into_result(
+                Some(box_mask()),
+                point,
+                None,
+                choice(Candidate::Box),
+                timings,
+            ),
             (None, None) => BoxMask {
                 sam: None,
                 mask: box_mask(),
@@ -489,39 +493,25 @@ pub(crate) struct Refined {
 }
 
 impl Refined {
-    /// The stage-2 result when this candidate is chosen.
-    pub(crate) fn into_mask(
+    /// The stage-2 result: this candidate's mask, or `fallback` (the box, or SAM's mask) when the choice
+    /// rejected it ([`BoxMask::collapsed`]).
+    pub(crate) fn into_result(
         self,
+        fallback: Option<GrayImage>,
         point: Option<ForegroundPoint>,
         sam: Option<pslg_sam::Prediction>,
         choice: Choice,
         timings: StageTimings,
     ) -> BoxMask {
         BoxMask {
-            mask: self.mask,
+            collapsed: fallback.is_some(),
+            mask: fallback.unwrap_or(self.mask),
             roi: self.roi,
             point,
             refinement: Some(self.refinement),
-            collapsed: false,
             choice: Some(choice),
             timings,
             sam,
-        }
-    }
-
-    /// The stage-2 result when this candidate is rejected for `fallback` (the box, or SAM's mask).
-    pub(crate) fn into_fallback(
-        self,
-        fallback: GrayImage,
-        point: Option<ForegroundPoint>,
-        sam: Option<pslg_sam::Prediction>,
-        choice: Choice,
-        timings: StageTimings,
-    ) -> BoxMask {
-        BoxMask {
-            mask: fallback,
-            collapsed: true,
-            ..self.into_mask(point, sam, choice, timings)
         }
     }
 
@@ -550,11 +540,8 @@ impl Refined {
             attempts: vec![attempt],
             threshold: keep_fraction,
         };
-        if kept_enough {
-            self.into_mask(point, sam, choice, timings)
-        } else {
-            self.into_fallback(fallback(), point, sam, choice, timings)
-        }
+        let fallback = (!kept_enough).then(fallback);
+        self.into_result(fallback, point, sam, choice, timings)
     }
 }
 
