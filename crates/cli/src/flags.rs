@@ -139,7 +139,8 @@ impl StageFlags {
             min_margin: self.min_margin,
             seed_radius_fraction: self.seed_radius,
             min_span: self.min_span,
-            retry_gamma: (self.retry_gamma > 0.0).then_some(self.retry_gamma),
+            // 0 turns the retry off; anything else (a negative or NaN included) goes to validation.
+            retry_gamma: (self.retry_gamma != 0.0).then_some(self.retry_gamma),
             fill_holes: !self.keep_holes,
             min_keep_fraction: self.min_keep,
             max_mbo_box_pixels: self.max_mbo_pixels,

@@ -56,13 +56,43 @@ fn segment_writes_a_mask_of_the_image_size_and_an_overlay() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("mask written to"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("mask written to"), "{stdout}");
+    // The choice is explained: which MBO attempt (or the box) and the coverage it reached.
+    assert!(
+        stdout.contains("mask: MBO attempt 1 (γ 30 spans"),
+        "{stdout}"
+    );
     let m = image::open(d.join("mask.png")).unwrap().to_luma8();
     assert_eq!(m.dimensions(), (60, 50));
     assert!(m.pixels().all(|p| p[0] == 0 || p[0] == 255));
     assert_eq!(m.get_pixel(30, 25)[0], 255);
     assert_eq!(m.get_pixel(20, 15)[0], 0);
     assert!(d.join("overlay.png").exists());
+}
+
+#[test]
+fn out_of_range_chooser_flags_are_errors() {
+    let d = tmp("badflags");
+    disc_image(&d.join("img.png"));
+    for (flag, value, needle) in [
+        ("--min-span", "1.5", "min_span"),
+        ("--retry-gamma", "-3", "gamma"),
+        ("--gamma", "NaN", "gamma"),
+    ] {
+        let out = pslg()
+            .args(["segment", "--image"])
+            .arg(d.join("img.png"))
+            .args(["--box", "19,14,41,36", "--out"])
+            .arg(d.join("mask.png"))
+            .arg(format!("{flag}={value}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        assert!(stderr.contains(needle), "{flag} {value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }
 
 #[test]
