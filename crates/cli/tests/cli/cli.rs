@@ -77,7 +77,7 @@ fn out_of_range_chooser_flags_are_errors() {
     disc_image(&d.join("img.png"));
     for (flag, value, needle) in [
         ("--min-span", "1.5", "min_span"),
-        ("--retry-gamma", "-3", "gamma"),
+        ("--retry-gamma", "-3", "retry_gamma"),
         ("--gamma", "NaN", "gamma"),
     ] {
         let out = pslg()
