@@ -12,12 +12,14 @@
 //! | the file into the module | [`load_into`] |
 #![warn(missing_docs)]
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, BoolStore, DType, Element, Int, Shape, Tensor, TensorData};
 use burn_store::{
-    BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore,
+    BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore, TensorSnapshot, TensorSnapshotError,
 };
+use std::rc::Rc;
 use regex::Regex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -227,18 +229,85 @@ pub fn read_shapes(path: &Path) -> Result<Shapes, CheckpointError> {
 }
 
 /// Official key → shape of every tensor `module` needs (`keys` maps its paths to official keys; the
-/// adapter names LayerNorm `gamma`/`beta` back to `weight`/`bias`). Enum modules (one of several
-/// architectures in one field) add no path segment, as in PyTorch state dicts; [`load_into`] matches so.
-pub fn expected_shapes<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+/// adapter names LayerNorm `gamma`/`beta` back to `weight`/`bias` and gives Linear weights PyTorch's
+/// `[out, in]`). Enum modules (one of several architectures in one field) add no path segment, as in PyTorch
+/// state dicts; [`load_into`] matches so.
+///
+/// It reads each parameter's shape without initialising it: a model built to receive a checkpoint keeps
+/// its lazy parameters unallocated until [`load_into`] fills them (burn-store's own collector would draw
+/// every random initial value first, half the load time of a 666 MB checkpoint).
+pub fn expected_shapes<B: Backend, M: Module<B>>(
     module: &M,
     keys: &KeyMap,
 ) -> BTreeMap<String, Vec<usize>> {
     let rules = keys.port_rules();
-    module
-        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
-        .into_iter()
-        .map(|s| (apply(&rules, &s.full_path()), s.shape.to_vec()))
+    let mut shapes = LazyShapes::default();
+    module.visit(&mut shapes);
+    shapes
+        .found
+        .iter()
+        .map(|s| {
+            let s = BurnToPyTorchAdapter.adapt(s);
+            (apply(&rules, &s.full_path()), s.shape.to_vec())
+        })
         .collect()
+}
+
+/// A module visitor that records every parameter's path, container types and shape as a data-less
+/// snapshot (the form burn-store's adapters rename and transpose), reading shapes through
+/// `Param::lazy_shape` so no lazy parameter is initialised. Paths are built as burn-store's collector
+/// builds them with enum variants skipped.
+#[derive(Default)]
+struct LazyShapes {
+    path: Vec<String>,
+    containers: Vec<String>,
+    found: Vec<TensorSnapshot>,
+}
+
+impl LazyShapes {
+    fn record(&mut self, shape: Shape, dtype: DType, id: ParamId) {
+        let no_data: Rc<dyn Fn() -> Result<TensorData, TensorSnapshotError>> = Rc::new(|| {
+            Err(TensorSnapshotError::DataError(
+                "a shape-only snapshot has no data".into(),
+            ))
+        });
+        self.found.push(TensorSnapshot::from_closure(
+            no_data,
+            dtype,
+            shape,
+            self.path.clone(),
+            self.containers.clone(),
+            id,
+        ));
+    }
+}
+
+impl<B: Backend> ModuleVisitor<B> for LazyShapes {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.containers.push(container_type.to_string());
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        self.containers.pop();
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.record(param.lazy_shape(), B::FloatElem::dtype(), param.id);
+    }
+
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, Int>>) {
+        self.record(param.lazy_shape(), B::IntElem::dtype(), param.id);
+    }
+
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, Bool>>) {
+        self.record(param.lazy_shape(), DType::Bool(BoolStore::Native), param.id);
+    }
 }
 
 /// Checks a checkpoint's tensor shapes against an architecture's: every `expected` key present in `found`
