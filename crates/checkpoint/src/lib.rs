@@ -192,9 +192,9 @@ pub fn read_shapes(path: &Path) -> Result<Shapes, CheckpointError> {
     }
     // PyTorch zip checkpoints: one pickle parse, no tensor closures (`pth`); other files through burn-store.
     if !is_safetensors(path)
-        && let Some((tensors, top_level)) = pth::shapes(path)
+        && let Some(shapes) = pth::shapes(path)
     {
-        return Ok(Shapes { tensors, top_level });
+        return Ok(shapes);
     }
     let collect = |snaps: &BTreeMap<String, burn_store::TensorSnapshot>| {
         snaps

@@ -12,11 +12,11 @@
 //! than `f32` and `i64`, big-endian hosts) return `None`, and the caller reads them through burn-store as
 //! before.
 
-use crate::CheckpointError;
+use crate::{CheckpointError, Shapes};
 use burn::module::ParamId;
 use burn::tensor::{DType, Shape, TensorData};
 use burn_store::{ModuleAdapter, PyTorchToBurnAdapter, TensorSnapshot, TensorSnapshotError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -34,33 +34,33 @@ struct Placement {
 }
 
 impl Placement {
-    fn len(&self) -> usize {
-        self.shape.iter().product()
+    /// Elements of the view; `None` when the shape's product overflows (a crafted file).
+    fn len(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
     }
 
     /// Whether the view is the storage's values in row-major order (then one read fills the tensor).
     fn is_contiguous(&self) -> bool {
-        let mut expected = 1;
+        let mut expected = 1usize;
         for (&dim, &stride) in self.shape.iter().zip(&self.strides).rev() {
             if dim > 1 && stride != expected {
                 return false;
             }
-            expected *= dim;
+            expected = expected.saturating_mul(dim);
         }
         true
     }
 
-    /// Elements of the storage the view spans, from its first one (0 for an empty tensor).
-    fn span(&self) -> usize {
-        if self.len() == 0 {
-            return 0;
+    /// Elements of the storage the view spans, from its first one (0 for an empty tensor); `None` when
+    /// the arithmetic overflows (a crafted file).
+    fn span(&self) -> Option<usize> {
+        if self.len()? == 0 {
+            return Some(0);
         }
-        1 + self
-            .shape
+        self.shape
             .iter()
             .zip(&self.strides)
-            .map(|(&d, &s)| (d - 1) * s)
-            .sum::<usize>()
+            .try_fold(1usize, |n, (&d, &s)| n.checked_add((d - 1).checked_mul(s)?))
     }
 
     /// The same values with the axes in reverse order: a 2-D weight as its transpose, without moving data.
@@ -91,17 +91,27 @@ impl Source {
     /// The row-major values of `view`, elements of type `E`.
     fn read<E: Element>(&self, view: &Placement) -> std::io::Result<Vec<E>> {
         let size = std::mem::size_of::<E>();
-        let span = view.span();
-        if (span * size) as u64 > view.available {
+        // Both the storage span read and the tensor written must fit in what the file holds; a view larger
+        // than its storage (a broadcast view) or a crafted shape is refused before anything is allocated.
+        let bytes_of = |n: Option<usize>| n.and_then(|n| n.checked_mul(size));
+        let (Some(span_bytes), Some(len_bytes)) = (bytes_of(view.span()), bytes_of(view.len()))
+        else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "its shape and strides overflow",
+            ));
+        };
+        let needed = span_bytes.max(len_bytes);
+        if needed as u64 > view.available {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!(
-                    "it needs {} bytes of its storage, the file holds {} (a truncated file?)",
-                    span * size,
+                    "it needs {needed} bytes of its storage, the file holds {} (a truncated file?)",
                     view.available
                 ),
             ));
         }
+        let len = len_bytes / size;
         // The lock also keeps the file position to one reader at a time.
         let mut scratch = self
             .scratch
@@ -110,22 +120,23 @@ impl Source {
         let mut file = &self.file;
         file.seek(SeekFrom::Start(view.offset))?;
         if view.is_contiguous() {
-            let mut values = vec![E::default(); view.len()];
+            let mut values = vec![E::default(); len];
             file.read_exact(bytemuck::cast_slice_mut(&mut values))?;
             return Ok(values);
         }
         // A strided view: its storage span into the scratch buffer (reused, so paged in once), then gathered.
-        let words = (span * size).div_ceil(4);
+        let words = span_bytes.div_ceil(4);
         if scratch.len() < words {
             scratch.resize(words, 0.0);
         }
-        let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut scratch[..words])[..span * size];
+        let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut scratch[..words])[..span_bytes];
         file.read_exact(bytes)?;
         match bytemuck::try_cast_slice::<u8, E>(bytes) {
-            Ok(storage) => Ok(gather(storage, &view.shape, &view.strides)),
+            Ok(storage) => Ok(gather(storage, len, &view.shape, &view.strides)),
             // The scratch buffer is only 4-byte aligned: an `i64` view is copied out first.
             Err(_) => Ok(gather(
                 &bytemuck::pod_collect_to_vec::<u8, E>(bytes),
+                len,
                 &view.shape,
                 &view.strides,
             )),
@@ -158,30 +169,21 @@ impl Source {
     }
 }
 
-/// The row-major values of a strided view of `storage`. The transpose of a row-major matrix (a Linear
-/// weight read for Burn) goes through the `transpose` crate's cache-blocked kernel; other 2-D views tile by
-/// tile, so both sides stay in cache.
-fn gather<E: Copy + Default>(storage: &[E], shape: &[usize], strides: &[usize]) -> Vec<E> {
-    let n: usize = shape.iter().product();
+/// The `n` row-major values of a strided view of `storage` (which holds the view's whole span). The
+/// transpose of a row-major matrix (a Linear weight read for Burn) goes through the `transpose` crate's
+/// cache-blocked kernel; other views index element by element.
+fn gather<E: Copy + Default>(
+    storage: &[E],
+    n: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Vec<E> {
     let mut out = vec![E::default(); n];
     if let ([rows, cols], [1, s1]) = (shape, strides)
         && s1 == rows
     {
         // The view is the transpose of the `cols × rows` row-major matrix at the start of `storage`.
         transpose::transpose(&storage[..n], &mut out, *rows, *cols);
-        return out;
-    }
-    if let ([rows, cols], [s0, s1]) = (shape, strides) {
-        const TILE: usize = 32;
-        for i0 in (0..*rows).step_by(TILE) {
-            for j0 in (0..*cols).step_by(TILE) {
-                for i in i0..(i0 + TILE).min(*rows) {
-                    for j in j0..(j0 + TILE).min(*cols) {
-                        out[i * cols + j] = storage[i * s0 + j * s1];
-                    }
-                }
-            }
-        }
         return out;
     }
     let mut index = vec![0usize; shape.len()];
@@ -329,14 +331,17 @@ fn tensor_infos(
 /// Key → shape of every tensor of a PyTorch zip checkpoint, and the top-level key the state dict sits under
 /// (`"model"` in a training checkpoint beside its optimizer state); `None` when this reader does not cover
 /// the file. The training layout is tried first, so the other top-level entries are never read as tensors.
-pub(crate) fn shapes(path: &Path) -> Option<(BTreeMap<String, Vec<usize>>, Option<String>)> {
+pub(crate) fn shapes(path: &Path) -> Option<Shapes> {
     [Some("model"), None].into_iter().find_map(|top| {
         let infos = tensor_infos(path, top)?;
-        let shapes = infos
+        let tensors = infos
             .into_iter()
             .map(|i| (i.name, i.layout.dims().to_vec()))
             .collect();
-        Some((shapes, top.map(str::to_string)))
+        Some(Shapes {
+            tensors,
+            top_level: top.map(str::to_string),
+        })
     })
 }
 
@@ -367,17 +372,17 @@ mod tests {
         // A 2×3 view of a 3×2 storage, transposed (strides 1, 2).
         let storage = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
         assert_eq!(
-            gather(&storage, &[2, 3], &[1, 2]),
+            gather(&storage, 6, &[2, 3], &[1, 2]),
             vec![0.0, 2.0, 4.0, 1.0, 3.0, 5.0]
         );
         // The same through the N-d path: a 1×2×3 view.
         assert_eq!(
-            gather(&storage, &[1, 2, 3], &[6, 1, 2]),
+            gather(&storage, 6, &[1, 2, 3], &[6, 1, 2]),
             vec![0.0, 2.0, 4.0, 1.0, 3.0, 5.0]
         );
         // A transposed 70×45 matrix spans several tiles.
         let m: Vec<f32> = (0..70 * 45).map(|v| v as f32).collect();
-        let t = gather(&m, &[45, 70], &[1, 45]);
+        let t = gather(&m, 70 * 45, &[45, 70], &[1, 45]);
         for i in 0..45 {
             for j in 0..70 {
                 assert_eq!(t[i * 70 + j], m[j * 45 + i]);
@@ -390,7 +395,7 @@ mod tests {
             available: 24,
         };
         assert!(!p.is_contiguous());
-        assert_eq!(p.span(), 6);
+        assert_eq!(p.span(), Some(6));
         assert!(p.reversed().is_contiguous());
         assert_eq!(p.reversed().shape, vec![3, 2]);
         // Size-1 axes may carry any stride.
@@ -400,6 +405,42 @@ mod tests {
             ..p
         };
         assert!(one.is_contiguous());
-        assert_eq!(one.span(), 3);
+        assert_eq!(one.span(), Some(3));
+    }
+
+    #[test]
+    fn crafted_and_broadcast_views_are_refused_before_allocating() {
+        let huge = Placement {
+            offset: 0,
+            shape: vec![4, 2],
+            strides: vec![usize::MAX / 2, 1],
+            available: 32,
+        };
+        assert_eq!(huge.span(), None);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("storage");
+        std::fs::write(&path, [0u8; 32]).expect("write");
+        let source = Source {
+            file: File::open(&path).expect("open"),
+            scratch: Mutex::new(Vec::new()),
+            placements: HashMap::new(),
+        };
+        let err = source.read::<f32>(&huge).expect_err("overflowing strides");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        // 2^40 values broadcast from one stored value: far more than the 32 bytes the file holds.
+        let broadcast = Placement {
+            shape: vec![1 << 40],
+            strides: vec![0],
+            ..huge.clone()
+        };
+        let err = source.read::<f32>(&broadcast).expect_err("broadcast view");
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        // A view that fits reads.
+        let fits = Placement {
+            shape: vec![2, 4],
+            strides: vec![1, 2],
+            ..huge
+        };
+        assert_eq!(source.read::<f32>(&fits).expect("fits"), vec![0.0; 8]);
     }
 }
