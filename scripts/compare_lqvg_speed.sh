@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LQVG speed side by side: pslg-grounding (Burn ndarray, CPU) and the official PyTorch code (random weights,
+# LQVG speed side by side: pslg-grounding (Burn flex, the CLI's CPU backend) and the official PyTorch code (random weights,
 # released architecture, 800x800, 2 threads), alternating rounds in one run on the same machine.
 # Usage: scripts/compare_lqvg_speed.sh LQVG_CHECKOUT [ROUNDS]
 set -euo pipefail

@@ -1,17 +1,19 @@
 //! Criterion benches of LQVG on the CPU: the whole forward pass of the released architecture at the
 //! official 800×800 input, its backbone and text encoder alone, and the deformable-attention core at the
-//! encoder's size. Placeholder weights (timing does not depend on their values).
+//! encoder's size (the fused host loop that `flex` runs, and the tensor-op composition). Placeholder
+//! weights (timing does not depend on their values). Backend: `flex`, the CLI's CPU backend.
 //!
 //! `cargo bench -p pslg-grounding --bench lqvg`
 
 use burn::tensor::{Distribution, Tensor};
-use burn_ndarray::NdArray;
 use criterion::{Criterion, criterion_group, criterion_main};
-use pslg_grounding::{Lqvg, LqvgConfig, TextConfig, TokenBatch, ms_deform_attn_core};
+use pslg_grounding::{
+    Lqvg, LqvgConfig, TextConfig, TokenBatch, ms_deform_attn_core, ms_deform_attn_core_tensor_ops,
+};
 use std::hint::black_box;
 use std::time::Duration;
 
-type B = NdArray<f32>;
+type B = burn_flex::Flex;
 
 fn lqvg(c: &mut Criterion) {
     let device = Default::default();
@@ -59,6 +61,17 @@ fn lqvg(c: &mut Criterion) {
         b.iter(|| {
             ms_deform_attn_core(black_box(value.clone()), &shapes, loc.clone(), w.clone())
                 .into_data()
+        })
+    });
+    g.bench_function("deform_core_encoder_800_tensor_ops", |b| {
+        b.iter(|| {
+            ms_deform_attn_core_tensor_ops(
+                black_box(value.clone()),
+                &shapes,
+                loc.clone(),
+                w.clone(),
+            )
+            .into_data()
         })
     });
     g.finish();

@@ -3,20 +3,27 @@
 //! The official PyTorch peer is `scripts/lqvg_speed_torch.py`; `scripts/compare_lqvg_speed.sh` alternates
 //! the two.
 //!
+//! The backend is `flex`, the CLI's CPU backend; `LQVG_BACKEND=ndarray` times `burn-ndarray` instead.
+//!
 //! `cargo run --release -p pslg-grounding --example lqvg_speed [REPS]`
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
-use burn_ndarray::NdArray;
 use pslg_grounding::{Lqvg, LqvgConfig, TextConfig, TokenBatch};
 use std::time::Instant;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-type B = NdArray<f32>;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reps: usize = std::env::args().nth(1).map_or(Ok(1), |s| s.parse())?;
+    match std::env::var("LQVG_BACKEND").as_deref() {
+        Ok("ndarray") => run::<burn_ndarray::NdArray<f32>>(reps),
+        _ => run::<burn_flex::Flex>(reps),
+    }
+}
+
+fn run<B: Backend>(reps: usize) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let model = Lqvg::<B>::new(
         LqvgConfig::official(TextConfig::roberta_base()),

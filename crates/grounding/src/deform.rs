@@ -6,6 +6,8 @@
 //! row gather plus a weighted sum, so the same code is differentiable with respect to the values, the
 //! sampling locations and the attention weights (training needs all three).
 
+pub use crate::deform_host::HostSampling;
+use crate::deform_host::ms_deform_attn_core_host;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::softmax;
@@ -17,7 +19,26 @@ const QUERY_CHUNK: usize = 1024;
 
 /// The core: `value (N, S, M, D)` laid out level after level with `shapes[l] = (H_l, W_l)`,
 /// `locations (N, Lq, M, L, P, 2)` in `[0, 1]` (x, y), `weights (N, Lq, M, L, P)` → `(N, Lq, M·D)`.
+///
+/// On `flex` and `ndarray` without autodiff this is one fused loop over the host buffers
+/// ([`HostSampling`]); elsewhere, and whenever gradients are recorded, the tensor-op composition.
 pub fn ms_deform_attn_core<B: Backend>(
+    value: Tensor<B, 4>,
+    shapes: &[(usize, usize)],
+    locations: Tensor<B, 6>,
+    weights: Tensor<B, 5>,
+) -> Tensor<B, 3> {
+    match HostSampling::for_backend::<B>(&value.device()) {
+        HostSampling::Fused => ms_deform_attn_core_host(value, shapes, locations, weights),
+        HostSampling::TensorOps => {
+            ms_deform_attn_core_tensor_ops(value, shapes, locations, weights)
+        }
+    }
+}
+
+/// [`ms_deform_attn_core`] as Burn tensor ops: a row gather and a weighted sum, differentiable in the
+/// values, the locations and the weights.
+pub fn ms_deform_attn_core_tensor_ops<B: Backend>(
     value: Tensor<B, 4>,
     shapes: &[(usize, usize)],
     locations: Tensor<B, 6>,

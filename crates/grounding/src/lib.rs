@@ -15,7 +15,8 @@
 //!   resumed run repeats, validation, `last` / `best` checkpoints, progress callbacks) over a
 //!   `PreparedSplit` that letterboxes each image once; `Lqvg::init_detr` and the toy grounding set.
 //! * [`ms_deform_attn_core`]: multi-scale deformable attention with the semantics of the official PyTorch
-//!   fallback, differentiable in all its inputs.
+//!   fallback, differentiable in all its inputs; on the CPU backends a fused sampling loop
+//!   ([`HostSampling`]).
 //!
 //! The port follows the official LQVG code (LANMNG/LQVG), which builds on Deformable DETR and ReferFormer,
 //! module by module; see `NOTICES.md` and `docs/grounding.md`.
@@ -25,6 +26,7 @@ mod backbone;
 mod config;
 pub mod cv_resize;
 mod deform;
+mod deform_host;
 mod error;
 #[cfg(feature = "train")]
 mod fit;
@@ -42,7 +44,10 @@ mod transformer;
 pub use attention::{TorchMultiheadAttention, VisionLanguageFusion};
 pub use backbone::{Bottleneck, Downsample, FrozenBatchNorm2d, ResNet};
 pub use config::{LqvgConfig, ResNetConfig, TextConfig, TextFamily};
-pub use deform::{MsDeformAttn, ReferencePoints, ms_deform_attn_core};
+pub use deform::{
+    HostSampling, MsDeformAttn, ReferencePoints, ms_deform_attn_core,
+    ms_deform_attn_core_tensor_ops,
+};
 pub use error::GroundingError;
 #[cfg(feature = "train")]
 pub use fit::{

@@ -6,7 +6,7 @@ use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
 use burn_ndarray::NdArray;
-use pslg_grounding::{letterbox, ms_deform_attn_core};
+use pslg_grounding::{letterbox, ms_deform_attn_core, ms_deform_attn_core_tensor_ops};
 use std::path::{Path, PathBuf};
 
 type B = NdArray<f32>;
@@ -25,6 +25,8 @@ fn meta() -> serde_json::Value {
         .expect("json")
 }
 
+type Core = fn(Tensor<B, 4>, &[(usize, usize)], Tensor<B, 6>, Tensor<B, 5>) -> Tensor<B, 3>;
+
 #[test]
 fn deformable_attention_core_matches_pytorch_fallback() {
     let shapes: Vec<(usize, usize)> = meta()["shapes"]
@@ -38,17 +40,23 @@ fn deformable_attention_core_matches_pytorch_fallback() {
             )
         })
         .collect();
-    let out = ms_deform_attn_core(
-        tensor::<4>("deform_value.npy"),
-        &shapes,
-        tensor::<6>("deform_locations.npy"),
-        tensor::<5>("deform_weights.npy"),
-    );
     let (shape, want) = common::read_npy(&dir().join("deform_output.npy"));
-    assert_eq!(out.dims().to_vec(), shape);
-    let err = common::rel_err(&out.into_data().to_vec::<f32>().expect("f32"), &want);
-    eprintln!("deformable attention core: worst relative error {err:.2e}");
-    assert!(err < 1e-5, "relative error {err}");
+    // The fused host loop (what `ms_deform_attn_core` runs on ndarray) and the tensor ops (autodiff, GPU).
+    for (name, core) in [
+        ("fused host loop", ms_deform_attn_core::<B> as Core),
+        ("tensor ops", ms_deform_attn_core_tensor_ops::<B> as Core),
+    ] {
+        let out = core(
+            tensor::<4>("deform_value.npy"),
+            &shapes,
+            tensor::<6>("deform_locations.npy"),
+            tensor::<5>("deform_weights.npy"),
+        );
+        assert_eq!(out.dims().to_vec(), shape);
+        let err = common::rel_err(&out.into_data().to_vec::<f32>().expect("f32"), &want);
+        eprintln!("deformable attention core ({name}): worst relative error {err:.2e}");
+        assert!(err < 1e-5, "{name}: relative error {err}");
+    }
 }
 
 #[test]
