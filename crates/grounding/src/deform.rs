@@ -7,7 +7,7 @@
 //! sampling locations and the attention weights (training needs all three).
 
 pub use crate::deform_host::HostSampling;
-use crate::deform_host::ms_deform_attn_core_host;
+use crate::deform_host::{ms_deform_attn_core_host, ms_deform_attn_host};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::softmax;
@@ -167,7 +167,8 @@ impl<B: Backend> MsDeformAttn<B> {
     }
 
     /// `query (N, Lq, C)` samples `input (N, S, C)` (levels flattened in order, `shapes[l] = (H, W)`)
-    /// around its reference points.
+    /// around its reference points. On the host backends ([`HostSampling`]) the softmax, the locations
+    /// and the sampling run as one fused loop.
     pub fn forward(
         &self,
         query: Tensor<B, 3>,
@@ -175,6 +176,32 @@ impl<B: Backend> MsDeformAttn<B> {
         input: Tensor<B, 3>,
         shapes: &[(usize, usize)],
     ) -> Tensor<B, 3> {
+        let sampling = HostSampling::for_backend::<B>(&query.device());
+        self.forward_with(query, reference, input, shapes, sampling)
+    }
+
+    /// [`MsDeformAttn::forward`] with the sampling implementation chosen by the caller.
+    pub(crate) fn forward_with(
+        &self,
+        query: Tensor<B, 3>,
+        reference: &ReferencePoints<B>,
+        input: Tensor<B, 3>,
+        shapes: &[(usize, usize)],
+        sampling: HostSampling,
+    ) -> Tensor<B, 3> {
+        if sampling == HostSampling::Fused {
+            let [n, _, c] = query.dims();
+            let s = input.dims()[1];
+            let m = self.heads;
+            let value = self.value_proj.forward(input).reshape([n, s, m, c / m]);
+            let offsets = self.sampling_offsets.forward(query.clone());
+            let logits = self.attention_weights.forward(query);
+            let reference = match reference {
+                ReferencePoints::Points(r) | ReferencePoints::Boxes(r) => r.clone(),
+            };
+            let out = ms_deform_attn_host(value, offsets, logits, reference, shapes, self.points);
+            return self.output_proj.forward(out);
+        }
         let [n, lq, c] = query.dims();
         let s = input.dims()[1];
         let (m, l, p) = (self.heads, self.levels, self.points);
@@ -209,7 +236,7 @@ impl<B: Backend> MsDeformAttn<B> {
                 xy + offsets / (p as f64) * wh * 0.5
             }
         };
-        let out = ms_deform_attn_core(value, shapes, locations, weights);
+        let out = ms_deform_attn_core_tensor_ops(value, shapes, locations, weights);
         self.output_proj.forward(out)
     }
 }

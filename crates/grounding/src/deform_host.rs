@@ -76,47 +76,153 @@ pub(crate) fn ms_deform_attn_core_host<B: Backend>(
     let device = value.device();
     let [n, s, m, d] = value.dims();
     let [_, lq, _, l, p, _] = locations.dims();
-    let value = values(value);
     let locations = values(locations);
     let weights = values(weights);
-    let mut starts = Vec::with_capacity(shapes.len());
-    let mut start = 0;
-    for &(h, w) in shapes {
-        starts.push(start);
-        start += h * w;
+    let grid = Grid::new(values(value), shapes, (n, s, m, d), p);
+    let out = grid.run(n * lq, |gq, head, samples| {
+        let first = (gq * m + head) * l * p;
+        for (k, sample) in samples.iter_mut().enumerate() {
+            let i = first + k;
+            *sample = (locations[2 * i], locations[2 * i + 1], weights[i]);
+        }
+    });
+    Tensor::from_data(TensorData::new(out, [n, lq, m * d]), &device)
+}
+
+/// The whole sampling step of `MSDeformAttn` after its three projections, fused: `value (N, S, M, D)`,
+/// the raw `offsets (N, Lq, M·L·P·2)` and attention `logits (N, Lq, M·L·P)` of the queries, and their
+/// `reference` points or boxes `(N, Lq, L, 2 | 4)` → `(N, Lq, M·D)`. Per query and head, the logits are
+/// softmaxed over levels × points and each location is formed as in [`crate::MsDeformAttn::forward`]
+/// (`reference + offset / (W, H)`, or `centre + offset / P · (w, h) · 0.5` for boxes), in the same `f32`
+/// operation order; nothing of size `(N, Lq, M, L, P)` is materialised.
+pub(crate) fn ms_deform_attn_host<B: Backend>(
+    value: Tensor<B, 4>,
+    offsets: Tensor<B, 3>,
+    logits: Tensor<B, 3>,
+    reference: Tensor<B, 4>,
+    shapes: &[(usize, usize)],
+    points: usize,
+) -> Tensor<B, 3> {
+    let device = value.device();
+    let [n, s, m, d] = value.dims();
+    let [_, lq, l, k] = reference.dims();
+    let offsets = values(offsets);
+    let logits = values(logits);
+    let reference = values(reference);
+    let p = points;
+    let grid = Grid::new(values(value), shapes, (n, s, m, d), p);
+    let out = grid.run(n * lq, |gq, head, samples| {
+        let first = (gq * m + head) * l * p;
+        let row = &logits[first..first + l * p];
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for (sample, &z) in samples.iter_mut().zip(row) {
+            let e = (z - max).exp();
+            sum += e;
+            sample.2 = e;
+        }
+        for (level, &(h, w)) in shapes.iter().enumerate() {
+            let r = &reference[(gq * l + level) * k..(gq * l + level + 1) * k];
+            for point in 0..p {
+                let j = level * p + point;
+                let (ox, oy) = (offsets[2 * (first + j)], offsets[2 * (first + j) + 1]);
+                let sample = &mut samples[j];
+                sample.2 /= sum;
+                (sample.0, sample.1) = if k == 4 {
+                    (
+                        r[0] + ox / p as f32 * r[2] * 0.5,
+                        r[1] + oy / p as f32 * r[3] * 0.5,
+                    )
+                } else {
+                    (r[0] + ox / w as f32, r[1] + oy / h as f32)
+                };
+            }
+        }
+    });
+    Tensor::from_data(TensorData::new(out, [n, lq, m * d]), &device)
+}
+
+/// The values of every level of a batch, laid out `(N, S, M, D)`, and the geometry to sample them.
+struct Grid<'a> {
+    value: Vec<f32>,
+    shapes: &'a [(usize, usize)],
+    starts: Vec<usize>,
+    /// Images.
+    n: usize,
+    /// Positions per image (all levels).
+    s: usize,
+    heads: usize,
+    head_dim: usize,
+    points: usize,
+}
+
+impl<'a> Grid<'a> {
+    fn new(
+        value: Vec<f32>,
+        shapes: &'a [(usize, usize)],
+        (n, s, heads, head_dim): (usize, usize, usize, usize),
+        points: usize,
+    ) -> Self {
+        let mut starts = Vec::with_capacity(shapes.len());
+        let mut start = 0;
+        for &(h, w) in shapes {
+            starts.push(start);
+            start += h * w;
+        }
+        Self {
+            value,
+            shapes,
+            starts,
+            n,
+            s,
+            heads,
+            head_dim,
+            points,
+        }
     }
-    let row = m * d;
-    let mut out = vec![0.0f32; n * lq * row];
-    out.par_chunks_mut(QUERIES_PER_TASK * row)
-        .enumerate()
-        .for_each(|(task, block)| {
-            for (i, out_q) in block.chunks_mut(row).enumerate() {
-                // Global query index over (batch, query).
-                let gq = task * QUERIES_PER_TASK + i;
-                let b = gq / lq;
-                let batch_value = &value[b * s * row..(b + 1) * s * row];
-                for head in 0..m {
-                    let acc = &mut out_q[head * d..(head + 1) * d];
-                    let first = (gq * m + head) * l * p;
-                    for (level, (&(h, w), &level_start)) in shapes.iter().zip(&starts).enumerate() {
-                        for point in 0..p {
-                            let k = first + level * p + point;
-                            let (x, y) = (locations[2 * k], locations[2 * k + 1]);
-                            let attention = weights[k];
-                            sample_bilinear(
-                                batch_value,
-                                (h, w, level_start),
-                                (head, m, d),
-                                (x * w as f32 - 0.5, y * h as f32 - 0.5),
-                                attention,
-                                acc,
-                            );
+
+    /// The output rows `(queries, M·D)` of `queries` global queries (over batch × query). For each query
+    /// `gq` and head, `fill(gq, head, samples)` writes the `(x, y, attention)` of its `L · P` samples,
+    /// level-major, `x`, `y` in `[0, 1]` of the level's map.
+    fn run(
+        &self,
+        queries: usize,
+        fill: impl Fn(usize, usize, &mut [(f32, f32, f32)]) + Sync,
+    ) -> Vec<f32> {
+        let (m, d, p) = (self.heads, self.head_dim, self.points);
+        let row = m * d;
+        let lq = queries / self.n.max(1);
+        let mut out = vec![0.0f32; queries * row];
+        out.par_chunks_mut(QUERIES_PER_TASK * row)
+            .enumerate()
+            .for_each(|(task, block)| {
+                let mut samples = vec![(0.0, 0.0, 0.0); self.shapes.len() * p];
+                for (i, out_q) in block.chunks_mut(row).enumerate() {
+                    let gq = task * QUERIES_PER_TASK + i;
+                    let b = gq / lq.max(1);
+                    let batch_value = &self.value[b * self.s * row..(b + 1) * self.s * row];
+                    for head in 0..m {
+                        fill(gq, head, &mut samples);
+                        let acc = &mut out_q[head * d..(head + 1) * d];
+                        for (level, (&(h, w), &level_start)) in
+                            self.shapes.iter().zip(&self.starts).enumerate()
+                        {
+                            for &(x, y, attention) in &samples[level * p..(level + 1) * p] {
+                                sample_bilinear(
+                                    batch_value,
+                                    (h, w, level_start),
+                                    (head, m, d),
+                                    (x * w as f32 - 0.5, y * h as f32 - 0.5),
+                                    attention,
+                                    acc,
+                                );
+                            }
                         }
                     }
                 }
-            }
-        });
-    Tensor::from_data(TensorData::new(out, [n, lq, row]), &device)
+            });
+        out
+    }
 }
 
 /// Adds `attention ×` the bilinear sample at pixel coordinates `(px, py)` of one level of one head to
@@ -161,7 +267,10 @@ fn sample_bilinear(
 
 #[cfg(test)]
 mod tests {
-    use crate::{HostSampling, ms_deform_attn_core, ms_deform_attn_core_tensor_ops};
+    use crate::{
+        HostSampling, MsDeformAttn, ReferencePoints, ms_deform_attn_core,
+        ms_deform_attn_core_tensor_ops,
+    };
     use burn::tensor::backend::Backend;
     use burn::tensor::{Distribution, Tensor};
 
@@ -206,6 +315,45 @@ mod tests {
     #[test]
     fn fused_sampling_matches_tensor_ops_on_ndarray() {
         fused_matches_tensor_ops::<burn_ndarray::NdArray<f32>>();
+    }
+
+    /// The whole module, fused (softmax, locations, sampling in one loop) against the tensor ops, for
+    /// reference points (encoder) and reference boxes (decoder with box refinement).
+    #[test]
+    fn fused_module_matches_tensor_ops_for_points_and_boxes() {
+        type B = burn_flex::Flex;
+        let device = Default::default();
+        let shapes = [(6, 5), (3, 3)];
+        let s: usize = shapes.iter().map(|(h, w)| h * w).sum();
+        let (n, lq, c, m, p) = (2, 9, 16, 4, 3);
+        let attn = MsDeformAttn::<B>::new(c, shapes.len(), m, p, &device);
+        let query = Tensor::<B, 3>::random([n, lq, c], Distribution::Normal(0.0, 1.0), &device);
+        let input = Tensor::<B, 3>::random([n, s, c], Distribution::Normal(0.0, 1.0), &device);
+        for k in [2, 4] {
+            let r = Tensor::<B, 3>::random([n, lq, k], Distribution::Uniform(0.05, 0.95), &device)
+                .reshape([n, lq, 1, k])
+                .expand([n, lq, shapes.len(), k]);
+            let reference = if k == 4 {
+                ReferencePoints::Boxes(r)
+            } else {
+                ReferencePoints::Points(r)
+            };
+            let run = |sampling| {
+                attn.forward_with(query.clone(), &reference, input.clone(), &shapes, sampling)
+                    .into_data()
+                    .to_vec::<f32>()
+                    .expect("f32")
+            };
+            let fused = run(HostSampling::Fused);
+            let ops = run(HostSampling::TensorOps);
+            assert_eq!(fused.len(), n * lq * c);
+            let worst = fused
+                .iter()
+                .zip(&ops)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "k = {k}: fused vs tensor ops {worst}");
+        }
     }
 
     #[test]
