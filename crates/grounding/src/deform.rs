@@ -6,7 +6,7 @@
 //! row gather plus a weighted sum, so the same code is differentiable with respect to the values, the
 //! sampling locations and the attention weights (training needs all three).
 
-pub use crate::deform_host::HostSampling;
+pub use crate::deform_host::HostKernels;
 use crate::deform_host::{ms_deform_attn_core_host, ms_deform_attn_host};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -21,18 +21,16 @@ const QUERY_CHUNK: usize = 1024;
 /// `locations (N, Lq, M, L, P, 2)` in `[0, 1]` (x, y), `weights (N, Lq, M, L, P)` → `(N, Lq, M·D)`.
 ///
 /// On `flex` and `ndarray` without autodiff this is one fused loop over the host buffers
-/// ([`HostSampling`]); elsewhere, and whenever gradients are recorded, the tensor-op composition.
+/// ([`HostKernels`]); elsewhere, and whenever gradients are recorded, the tensor-op composition.
 pub fn ms_deform_attn_core<B: Backend>(
     value: Tensor<B, 4>,
     shapes: &[(usize, usize)],
     locations: Tensor<B, 6>,
     weights: Tensor<B, 5>,
 ) -> Tensor<B, 3> {
-    match HostSampling::for_backend::<B>(&value.device()) {
-        HostSampling::Fused => ms_deform_attn_core_host(value, shapes, locations, weights),
-        HostSampling::TensorOps => {
-            ms_deform_attn_core_tensor_ops(value, shapes, locations, weights)
-        }
+    match HostKernels::for_backend::<B>(&value.device()) {
+        HostKernels::Fused => ms_deform_attn_core_host(value, shapes, locations, weights),
+        HostKernels::TensorOps => ms_deform_attn_core_tensor_ops(value, shapes, locations, weights),
     }
 }
 
@@ -167,7 +165,7 @@ impl<B: Backend> MsDeformAttn<B> {
     }
 
     /// `query (N, Lq, C)` samples `input (N, S, C)` (levels flattened in order, `shapes[l] = (H, W)`)
-    /// around its reference points. On the host backends ([`HostSampling`]) the softmax, the locations
+    /// around its reference points. On the host backends ([`HostKernels`]) the softmax, the locations
     /// and the sampling run as one fused loop.
     pub fn forward(
         &self,
@@ -176,7 +174,7 @@ impl<B: Backend> MsDeformAttn<B> {
         input: Tensor<B, 3>,
         shapes: &[(usize, usize)],
     ) -> Tensor<B, 3> {
-        let sampling = HostSampling::for_backend::<B>(&query.device());
+        let sampling = HostKernels::for_backend::<B>(&query.device());
         self.forward_with(query, reference, input, shapes, sampling)
     }
 
@@ -187,9 +185,9 @@ impl<B: Backend> MsDeformAttn<B> {
         reference: &ReferencePoints<B>,
         input: Tensor<B, 3>,
         shapes: &[(usize, usize)],
-        sampling: HostSampling,
+        sampling: HostKernels,
     ) -> Tensor<B, 3> {
-        if sampling == HostSampling::Fused {
+        if sampling == HostKernels::Fused {
             let [n, _, c] = query.dims();
             let s = input.dims()[1];
             let m = self.heads;

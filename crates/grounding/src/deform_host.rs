@@ -9,7 +9,7 @@
 //! the weights and the output.
 //!
 //! Used on the backends whose tensors are host memory (`flex`, `ndarray` with `f32`) when no autodiff graph
-//! is recorded ([`HostSampling::for_backend`]); every other case runs the tensor ops, which the unit tests
+//! is recorded ([`HostKernels::for_backend`]); every other case runs the tensor ops, which the unit tests
 //! compare with this loop.
 
 use burn::tensor::backend::Backend;
@@ -19,19 +19,20 @@ use rayon::prelude::*;
 /// Queries per parallel task (each writes `heads · head_dim` outputs per query).
 const QUERIES_PER_TASK: usize = 64;
 
-/// Whether backend `B` samples with the fused host loop.
+/// Whether backend `B` runs LQVG's fused host kernels (the deformable sampling here, the feed-forward
+/// network in `ffn_host.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostSampling {
-    /// The fused loop over the tensors' host buffers.
+pub enum HostKernels {
+    /// The fused loops over the tensors' host buffers.
     Fused,
     /// Burn's tensor ops: any backend, and the only choice that keeps an autodiff graph.
     TensorOps,
 }
 
-impl HostSampling {
-    /// [`HostSampling::Fused`] for exactly `burn_flex::Flex` (feature `flex`) and
+impl HostKernels {
+    /// [`HostKernels::Fused`] for exactly `burn_flex::Flex` (feature `flex`) and
     /// `burn_ndarray::NdArray<f32>` (feature `ndarray`) without autodiff, decided by type;
-    /// [`HostSampling::TensorOps`] for every other backend.
+    /// [`HostKernels::TensorOps`] for every other backend.
     pub fn for_backend<B: Backend>(device: &B::Device) -> Self {
         use std::any::TypeId;
         let b = TypeId::of::<B>();
@@ -58,7 +59,7 @@ fn is_ndarray(_: std::any::TypeId) -> bool {
 }
 
 /// The row-major `f32` values of `x` (the buffer itself when the backend hands it over).
-fn values<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
+pub(crate) fn host_values<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
     let data = x.into_data().convert::<f32>();
     match data.as_slice::<f32>() {
         Ok(_) => data.into_vec::<f32>().unwrap_or_default(),
@@ -76,9 +77,9 @@ pub(crate) fn ms_deform_attn_core_host<B: Backend>(
     let device = value.device();
     let [n, s, m, d] = value.dims();
     let [_, lq, _, l, p, _] = locations.dims();
-    let locations = values(locations);
-    let weights = values(weights);
-    let grid = Grid::new(values(value), shapes, (n, s, m, d), p);
+    let locations = host_values(locations);
+    let weights = host_values(weights);
+    let grid = Grid::new(host_values(value), shapes, (n, s, m, d), p);
     let out = grid.run(n * lq, |gq, head, samples| {
         let first = (gq * m + head) * l * p;
         for (k, sample) in samples.iter_mut().enumerate() {
@@ -106,11 +107,11 @@ pub(crate) fn ms_deform_attn_host<B: Backend>(
     let device = value.device();
     let [n, s, m, d] = value.dims();
     let [_, lq, l, k] = reference.dims();
-    let offsets = values(offsets);
-    let logits = values(logits);
-    let reference = values(reference);
+    let offsets = host_values(offsets);
+    let logits = host_values(logits);
+    let reference = host_values(reference);
     let p = points;
-    let grid = Grid::new(values(value), shapes, (n, s, m, d), p);
+    let grid = Grid::new(host_values(value), shapes, (n, s, m, d), p);
     let out = grid.run(n * lq, |gq, head, samples| {
         let first = (gq * m + head) * l * p;
         let row = &logits[first..first + l * p];
@@ -268,7 +269,7 @@ fn sample_bilinear(
 #[cfg(test)]
 mod tests {
     use crate::{
-        HostSampling, MsDeformAttn, ReferencePoints, ms_deform_attn_core,
+        HostKernels, MsDeformAttn, ReferencePoints, ms_deform_attn_core,
         ms_deform_attn_core_tensor_ops,
     };
     use burn::tensor::backend::Backend;
@@ -278,7 +279,7 @@ mod tests {
     /// 0.3 outside the maps on every side (so corners fall off each edge).
     fn fused_matches_tensor_ops<B: Backend>() {
         let device = Default::default();
-        assert_eq!(HostSampling::for_backend::<B>(&device), HostSampling::Fused);
+        assert_eq!(HostKernels::for_backend::<B>(&device), HostKernels::Fused);
         let shapes = [(9, 7), (5, 4), (3, 2)];
         let s: usize = shapes.iter().map(|(h, w)| h * w).sum();
         let (n, lq, m, d, p) = (2, 70, 3, 5, 2);
@@ -344,8 +345,8 @@ mod tests {
                     .to_vec::<f32>()
                     .expect("f32")
             };
-            let fused = run(HostSampling::Fused);
-            let ops = run(HostSampling::TensorOps);
+            let fused = run(HostKernels::Fused);
+            let ops = run(HostKernels::TensorOps);
             assert_eq!(fused.len(), n * lq * c);
             let worst = fused
                 .iter()
@@ -360,8 +361,8 @@ mod tests {
     fn autodiff_keeps_the_tensor_ops() {
         type Ad = burn::backend::Autodiff<burn_ndarray::NdArray<f32>>;
         assert_eq!(
-            HostSampling::for_backend::<Ad>(&Default::default()),
-            HostSampling::TensorOps
+            HostKernels::for_backend::<Ad>(&Default::default()),
+            HostKernels::TensorOps
         );
     }
 }

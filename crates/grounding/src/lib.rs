@@ -15,8 +15,8 @@
 //!   resumed run repeats, validation, `last` / `best` checkpoints, progress callbacks) over a
 //!   `PreparedSplit` that letterboxes each image once; `Lqvg::init_detr` and the toy grounding set.
 //! * [`ms_deform_attn_core`]: multi-scale deformable attention with the semantics of the official PyTorch
-//!   fallback, differentiable in all its inputs; on the CPU backends a fused sampling loop
-//!   ([`HostSampling`]).
+//!   fallback, differentiable in all its inputs; on the CPU backends a fused sampling loop, and a fused
+//!   [`feed_forward`] ([`HostKernels`]).
 //!
 //! The port follows the official LQVG code (LANMNG/LQVG), which builds on Deformable DETR and ReferFormer,
 //! module by module; see `NOTICES.md` and `docs/grounding.md`.
@@ -28,6 +28,7 @@ pub mod cv_resize;
 mod deform;
 mod deform_host;
 mod error;
+mod ffn_host;
 #[cfg(feature = "train")]
 mod fit;
 mod grounder;
@@ -45,10 +46,10 @@ pub use attention::{TorchMultiheadAttention, VisionLanguageFusion};
 pub use backbone::{Bottleneck, Downsample, FrozenBatchNorm2d, ResNet};
 pub use config::{LqvgConfig, ResNetConfig, TextConfig, TextFamily};
 pub use deform::{
-    HostSampling, MsDeformAttn, ReferencePoints, ms_deform_attn_core,
-    ms_deform_attn_core_tensor_ops,
+    HostKernels, MsDeformAttn, ReferencePoints, ms_deform_attn_core, ms_deform_attn_core_tensor_ops,
 };
 pub use error::GroundingError;
+pub use ffn_host::feed_forward;
 #[cfg(feature = "train")]
 pub use fit::{
     EpochReport, FitConfig, FitEvent, PreparedItem, PreparedSplit, epoch_order, fit, saved_pr_at_05,

@@ -3,6 +3,7 @@
 
 use crate::attention::TorchMultiheadAttention;
 use crate::deform::{MsDeformAttn, ReferencePoints};
+use crate::ffn_host::feed_forward;
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
@@ -226,9 +227,7 @@ impl<B: Backend> DeformableTransformer<B> {
                 &levels.shapes,
             );
             x = layer.norm1.forward(x + a);
-            let f = layer
-                .linear2
-                .forward(relu(layer.linear1.forward(x.clone())));
+            let f = feed_forward(x.clone(), &layer.linear1, &layer.linear2);
             x = layer.norm2.forward(x + f);
         }
         x
@@ -269,9 +268,7 @@ impl<B: Backend> DeformableTransformer<B> {
                 &levels.shapes,
             );
             out = layer.norm1.forward(out + c);
-            let f = layer
-                .linear2
-                .forward(relu(layer.linear1.forward(out.clone())));
+            let f = feed_forward(out.clone(), &layer.linear1, &layer.linear2);
             out = layer.norm3.forward(out + f);
             if let Some(heads) = bbox_embed {
                 let tmp = heads[lid].forward(out.clone());
