@@ -9,6 +9,6 @@ rounds=${2:-2}
 cargo build --release -q -p pslg-grounding --example lqvg_speed
 for i in $(seq "$rounds"); do
   echo "round $i"
-  /usr/bin/time -f '  peak RSS %M KB' ./target/release/examples/lqvg_speed 1
+  /usr/bin/time -f '  peak RSS %M KB' "${CARGO_TARGET_DIR:-target}"/release/examples/lqvg_speed 1
   /usr/bin/time -f '  peak RSS %M KB' python3 scripts/lqvg_speed_torch.py "$lqvg" 1
 done

@@ -9,8 +9,6 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::PaddedConvOptions;
 
 /// BatchNorm with fixed statistics and affine parameters (DETR's `FrozenBatchNorm2d`):
 /// `x · w / √(var + 1e-5) + (b − mean · w / √(var + 1e-5))`.
@@ -43,43 +41,9 @@ impl<B: Backend> FrozenBatchNorm2d<B> {
     /// Applies the frozen affine map to `(B, C, H, W)`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let c = self.weight.dims()[0];
-        let (scale, shift) = self.affine();
-        x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
-    }
-
-    /// The per-channel `(scale, shift)` with `forward(x) = x · scale + shift`.
-    fn affine(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let scale = self.weight.val() * (self.running_var.val() + FROZEN_BN_EPS).sqrt().recip();
         let shift = self.bias.val() - self.running_mean.val() * scale.clone();
-        (scale, shift)
-    }
-
-    /// `self.forward(conv.forward(x))` as one convolution: the affine map folded into the kernel
-    /// (`w · scale` per output channel) and the bias (`b · scale + shift`). It saves two passes over the
-    /// convolution's output (the scale and the shift), which at LQVG's 800² input are the size of the
-    /// backbone's activations.
-    pub fn after_conv(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let ((top, bottom), (left, right)) = match conv.padding {
-            PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
-            PaddingConfig2d::Valid => ((0, 0), (0, 0)),
-            // Input-dependent padding: convolve, then apply the map.
-            PaddingConfig2d::Same => return self.forward(conv.forward(x)),
-        };
-        let c = self.weight.dims()[0];
-        let (scale, shift) = self.affine();
-        let bias = match &conv.bias {
-            Some(b) => b.val() * scale.clone() + shift,
-            None => shift,
-        };
-        let weight = conv.weight.val() * scale.reshape([c, 1, 1, 1]);
-        let options = PaddedConvOptions::asymmetric(
-            conv.stride,
-            [top, left],
-            [bottom, right],
-            conv.dilation,
-            conv.groups,
-        );
-        conv2d(x, weight, Some(bias), options)
+        x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
     }
 }
 
@@ -151,12 +115,12 @@ impl<B: Backend> Bottleneck<B> {
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.after_conv(&d.conv, x.clone()),
+            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let y = relu(self.bn1.after_conv(&self.conv1, x));
-        let y = relu(self.bn2.after_conv(&self.conv2, y));
-        let y = self.bn3.after_conv(&self.conv3, y);
+        let y = relu(self.bn1.forward(self.conv1.forward(x)));
+        let y = relu(self.bn2.forward(self.conv2.forward(y)));
+        let y = self.bn3.forward(self.conv3.forward(y));
         relu(y + identity)
     }
 }
@@ -222,7 +186,7 @@ impl<B: Backend> ResNet<B> {
 
     /// The outputs of stages 2, 3 and 4 (strides 8, 16, 32).
     pub fn forward(&self, x: Tensor<B, 4>) -> [Tensor<B, 4>; 3] {
-        let x = relu(self.bn1.after_conv(&self.conv1, x));
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
         let mut x = self.maxpool.forward(x);
         for b in &self.layer1 {
             x = b.forward(x);
@@ -239,55 +203,5 @@ impl<B: Backend> ResNet<B> {
             x = b.forward(x);
         }
         [c2, c3, x]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{FrozenBatchNorm2d, conv};
-    use burn::module::Param;
-    use burn::tensor::{Distribution, Tensor};
-
-    /// The folded convolution against the convolution followed by the frozen BatchNorm, with non-trivial
-    /// statistics, with and without a convolution bias.
-    #[test]
-    fn folded_batchnorm_matches_conv_then_batchnorm() {
-        type B = burn_ndarray::NdArray<f32>;
-        let device = Default::default();
-        let stat = |lo, hi| {
-            Param::from_tensor(Tensor::<B, 1>::random(
-                [6],
-                Distribution::Uniform(lo, hi),
-                &device,
-            ))
-        };
-        let bn = FrozenBatchNorm2d {
-            weight: stat(0.5, 2.0),
-            bias: stat(-1.0, 1.0),
-            running_mean: stat(-1.0, 1.0),
-            running_var: stat(0.1, 3.0),
-        };
-        let x = Tensor::<B, 4>::random([2, 4, 9, 7], Distribution::Normal(0.0, 1.0), &device);
-        let mut with_bias = conv::<B>(4, 6, 3, 2, 1, &device);
-        with_bias.bias = Some(stat(-1.0, 1.0));
-        for c in [conv::<B>(4, 6, 3, 2, 1, &device), with_bias] {
-            let want = bn
-                .forward(c.forward(x.clone()))
-                .into_data()
-                .to_vec::<f32>()
-                .expect("f32");
-            let got = bn
-                .after_conv(&c, x.clone())
-                .into_data()
-                .to_vec::<f32>()
-                .expect("f32");
-            assert_eq!(got.len(), want.len());
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "folded vs conv + BN: {worst}");
-        }
     }
 }
