@@ -22,15 +22,22 @@ const QUERY_CHUNK: usize = 1024;
 ///
 /// On `flex` and `ndarray` without autodiff this is one fused loop over the host buffers
 /// ([`HostKernels`]); elsewhere, and whenever gradients are recorded, the tensor-op composition.
+///
+/// # Panics
+/// When `shapes` does not describe `value`: `L` levels whose `H·W` sum to `S`.
 pub fn ms_deform_attn_core<B: Backend>(
     value: Tensor<B, 4>,
     shapes: &[(usize, usize)],
     locations: Tensor<B, 6>,
     weights: Tensor<B, 5>,
 ) -> Tensor<B, 3> {
-    match HostKernels::for_backend::<B>(&value.device()) {
-        HostKernels::Fused => ms_deform_attn_core_host(value, shapes, locations, weights),
-        HostKernels::TensorOps => ms_deform_attn_core_tensor_ops(value, shapes, locations, weights),
+    // Empty dimensions (nothing to sample) take the tensor ops, which handle them.
+    let fused = HostKernels::for_backend::<B>(&value.device()) == HostKernels::Fused
+        && value.dims().iter().chain(&locations.dims()).all(|&d| d > 0);
+    if fused {
+        ms_deform_attn_core_host(value, shapes, locations, weights)
+    } else {
+        ms_deform_attn_core_tensor_ops(value, shapes, locations, weights)
     }
 }
 
@@ -187,7 +194,9 @@ impl<B: Backend> MsDeformAttn<B> {
         shapes: &[(usize, usize)],
         sampling: HostKernels,
     ) -> Tensor<B, 3> {
-        if sampling == HostKernels::Fused {
+        let nonempty = query.dims().iter().chain(&input.dims()).all(|&d| d > 0)
+            && self.heads * self.levels * self.points > 0;
+        if sampling == HostKernels::Fused && nonempty {
             let [n, _, c] = query.dims();
             let s = input.dims()[1];
             let m = self.heads;
