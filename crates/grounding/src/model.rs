@@ -265,7 +265,7 @@ impl<B: Backend> Lqvg<B> {
             } else if l == 3 {
                 self.input_proj[l].forward(c4.clone())
             } else {
-                let prev = last_map.take().expect("set at every level");
+                let prev = last_map.take().expect("set by the previous level");
                 self.input_proj[l].forward(prev)
             };
             let [_, _, h, w] = proj.dims();
@@ -282,7 +282,10 @@ impl<B: Backend> Lqvg<B> {
                 Some(text_pad.clone()),
                 text_pos.clone(),
             );
-            last_map = Some(seq.clone().swap_dims(1, 2).reshape([n, d, h, w]));
+            // Only a level beyond the fourth reads the previous map (as an image): skip the copy otherwise.
+            if l + 1 < self.config.num_feature_levels && l + 1 > 3 {
+                last_map = Some(seq.clone().swap_dims(1, 2).reshape([n, d, h, w]));
+            }
             srcs.push(seq);
             poses.push(pos);
             shapes.push((h, w));
@@ -406,5 +409,45 @@ impl<B: Backend> Lqvg<B> {
             }
         }
         model
+    }
+}
+
+#[cfg(all(test, feature = "train"))]
+mod tests {
+    use crate::{Lqvg, TokenBatch, toy_config};
+    use burn::tensor::{Distribution, Tensor};
+
+    /// Five feature levels: the fifth is projected from the fourth level's fused map (the only level that
+    /// reads the previous map), and the fused host kernels agree with the tensor ops (ndarray vs its
+    /// autodiff wrapper, which takes the tensor ops) on the same weights.
+    #[test]
+    fn a_fifth_level_reads_the_fourth_levels_map() {
+        type B = burn_ndarray::NdArray<f32>;
+        type A = burn::backend::Autodiff<B>;
+        let device = Default::default();
+        let mut config = toy_config();
+        config.num_feature_levels = 5;
+        let model = Lqvg::<A>::new(config, false, &device).expect("config");
+        let tokens = TokenBatch::pad(&[vec![1, 5, 7, 2]], 0).expect("tokens");
+        let x = Tensor::<B, 4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let ops = model
+            .forward(Tensor::from_inner(x.clone()), &tokens)
+            .expect("forward");
+        let fused = burn::module::AutodiffModule::valid(&model)
+            .forward(x, &tokens)
+            .expect("forward");
+        let ops = ops.boxes.last().expect("boxes").clone().inner().into_data();
+        let fused = fused.boxes.last().expect("boxes").clone().into_data();
+        assert_eq!(fused.shape.to_vec(), vec![1, 4, 4]);
+        let (ops, fused) = (
+            ops.to_vec::<f32>().expect("f32"),
+            fused.to_vec::<f32>().expect("f32"),
+        );
+        let worst = ops
+            .iter()
+            .zip(&fused)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "fused vs tensor ops: {worst}");
     }
 }
