@@ -49,6 +49,23 @@ fn weights<B: Backend>(linear: &Linear<B>) -> (Vec<f32>, Vec<f32>, usize, usize)
     (weight, bias, inputs, outputs)
 }
 
+/// `dst (r × cols) = bias + lhs (r × k) · rhs (k × cols)`, the bias added to every row; on this thread.
+fn affine_rows(dst: &mut [f32], bias: &[f32], lhs: &[f32], rhs: MatRef<'_, f32>) {
+    let (k, cols) = (rhs.nrows(), rhs.ncols());
+    let r = lhs.len() / k;
+    for row in dst.chunks_mut(cols) {
+        row.copy_from_slice(bias);
+    }
+    matmul(
+        MatMut::from_row_major_slice_mut(dst, r, cols),
+        Accum::Add,
+        MatRef::from_row_major_slice(lhs, r, k),
+        rhs,
+        1.0,
+        Par::Seq,
+    );
+}
+
 /// The fused host FFN.
 fn feed_forward_host<B: Backend>(
     x: Tensor<B, 3>,
@@ -56,10 +73,9 @@ fn feed_forward_host<B: Backend>(
     linear2: &Linear<B>,
 ) -> Tensor<B, 3> {
     let device = x.device();
-    let [n, l, c] = x.dims();
+    let [n, l, _] = x.dims();
     let (w1, b1, c_in, hidden) = weights(linear1);
     let (w2, b2, _, c_out) = weights(linear2);
-    debug_assert_eq!(c_in, c);
     let x = host_values(x);
     let rows = n * l;
     let mut out = vec![0.0f32; rows * c_out];
@@ -68,33 +84,12 @@ fn feed_forward_host<B: Backend>(
     out.par_chunks_mut(ROWS * c_out)
         .zip(x.par_chunks(ROWS * c_in))
         .for_each_init(Vec::new, |h, (out_block, x_block)| {
-            let r = x_block.len() / c_in;
-            h.clear();
-            for _ in 0..r {
-                h.extend_from_slice(&b1);
-            }
-            matmul(
-                MatMut::from_row_major_slice_mut(h, r, hidden),
-                Accum::Add,
-                MatRef::from_row_major_slice(x_block, r, c_in),
-                w1,
-                1.0,
-                Par::Seq,
-            );
+            h.resize(x_block.len() / c_in * hidden, 0.0);
+            affine_rows(h, &b1, x_block, w1);
             for v in h.iter_mut() {
                 *v = v.max(0.0);
             }
-            for row in out_block.chunks_mut(c_out) {
-                row.copy_from_slice(&b2);
-            }
-            matmul(
-                MatMut::from_row_major_slice_mut(out_block, r, c_out),
-                Accum::Add,
-                MatRef::from_row_major_slice(h, r, hidden),
-                w2,
-                1.0,
-                Par::Seq,
-            );
+            affine_rows(out_block, &b2, h, w2);
         });
     Tensor::from_data(TensorData::new(out, [n, l, c_out]), &device)
 }
