@@ -12,7 +12,7 @@
 //! (0.65–0.8 give the same held-out results within 0.5 mIoU); the default is 0.75.
 
 use image::GrayImage;
-use pslg_cfpg::{Connectivity, LabelMap, Roi, label_components};
+use pslg_cfpg::Roi;
 
 /// How much of a box a mask spans: the fractions of the box's rows and of its columns that hold at least one
 /// foreground pixel of the mask, and the fraction of the box's pixels it keeps.
@@ -101,6 +101,9 @@ pub struct Choice {
     /// The threshold the attempts were held to: `min_span` for the box path (rows and columns), the kept
     /// fraction of SAM's mask for the SAM path.
     pub threshold: f64,
+    /// Radius in pixels of the closing applied to the returned MBO mask ([`crate::cleanup::close_in_box`];
+    /// 0: none, always so for the box and SAM's mask).
+    pub closing_radius: u8,
 }
 
 impl Choice {
@@ -116,10 +119,14 @@ impl Choice {
         match self.chosen {
             Candidate::Mbo(k) => match self.attempts.get(k) {
                 Some(a) => format!(
-                    "MBO attempt {} ({}; needed ≥ {:.2})",
+                    "MBO attempt {} ({}; needed ≥ {:.2}){}",
                     k + 1,
                     describe(a),
-                    self.threshold
+                    self.threshold,
+                    match self.closing_radius {
+                        0 => String::new(),
+                        r => format!(", closed with a disk of radius {r} px"),
+                    }
                 ),
                 None => format!("MBO attempt {}", k + 1),
             },
@@ -136,42 +143,6 @@ impl Choice {
             }
         }
     }
-}
-
-/// Fills the holes of `mask` inside `roi`: every 4-connected run of background pixels in the box that does
-/// not reach the box's border becomes foreground. Annotated objects are simply connected (a tennis court with
-/// its painted lines, a ship with a dark deck), while a colour cut leaves islands of background inside them;
-/// on the dev set filling them helped both halves of the cross-validation (`docs/quality.md`). Returns the
-/// number of pixels filled.
-pub fn fill_holes(mask: &mut GrayImage, roi: Roi) -> usize {
-    let x1 = roi.x.saturating_add(roi.width).min(mask.width());
-    let y1 = roi.y.saturating_add(roi.height).min(mask.height());
-    let (x0, y0) = (roi.x.min(x1), roi.y.min(y1));
-    let (w, h) = (x1 - x0, y1 - y0);
-    if w < 3 || h < 3 {
-        return 0;
-    }
-    // Background of the box as label 1, foreground 0; its components, then the ones touching the border.
-    let background = LabelMap::from_fn(w, h, |x, y| {
-        image::Luma([u32::from(mask.get_pixel(x0 + x, y0 + y)[0] == 0)])
-    });
-    let components = label_components(&background, Connectivity::Four);
-    let count = components.as_raw().iter().copied().max().unwrap_or(0) as usize;
-    let mut reaches_border = vec![false; count + 1];
-    for (x, y, l) in components.enumerate_pixels() {
-        if x == 0 || y == 0 || x + 1 == w || y + 1 == h {
-            reaches_border[l[0] as usize] = true;
-        }
-    }
-    let mut filled = 0;
-    for (x, y, l) in components.enumerate_pixels() {
-        let l = l[0] as usize;
-        if l != 0 && !reaches_border[l] {
-            mask.put_pixel(x0 + x, y0 + y, image::Luma([255]));
-            filled += 1;
-        }
-    }
-    filled
 }
 
 #[cfg(test)]
@@ -225,48 +196,6 @@ mod tests {
     }
 
     #[test]
-    fn holes_inside_the_box_are_filled_and_bays_are_not() {
-        // A ring with a 2×2 hole, and a notch open to the box's border; pixels outside the box untouched.
-        let mut m = GrayImage::new(12, 10);
-        for y in 1..9 {
-            for x in 1..9 {
-                m.put_pixel(x, y, Luma([255]));
-            }
-        }
-        for (x, y) in [(4, 4), (5, 4), (4, 5), (5, 5)] {
-            m.put_pixel(x, y, Luma([0])); // the hole
-        }
-        for y in 1..4 {
-            m.put_pixel(7, y, Luma([0])); // the notch, open at the box's top row
-        }
-        let roi = Roi {
-            x: 1,
-            y: 1,
-            width: 8,
-            height: 8,
-        };
-        let before = m.clone();
-        assert_eq!(fill_holes(&mut m, roi), 4);
-        assert_eq!(m.get_pixel(4, 4)[0], 255);
-        assert_eq!(m.get_pixel(7, 2)[0], 0);
-        assert_eq!(m.get_pixel(10, 9)[0], 0);
-        let changed = m
-            .pixels()
-            .zip(before.pixels())
-            .filter(|(a, b)| a != b)
-            .count();
-        assert_eq!(changed, 4);
-        // Degenerate boxes change nothing.
-        let thin = Roi {
-            x: 0,
-            y: 0,
-            width: 2,
-            height: 10,
-        };
-        assert_eq!(fill_holes(&mut m, thin), 0);
-    }
-
-    #[test]
     fn reasons_name_the_candidate_and_the_measure() {
         let a = Attempt {
             gamma: 15.0,
@@ -288,8 +217,14 @@ mod tests {
             chosen: Candidate::Mbo(1),
             attempts: vec![a, b],
             threshold: 0.7,
+            closing_radius: 4,
         };
         assert!(chose.reason().starts_with("MBO attempt 2 (γ 6 spans 0.95"));
+        assert!(
+            chose
+                .reason()
+                .ends_with("closed with a disk of radius 4 px")
+        );
         let fell = Choice {
             chosen: Candidate::Box,
             ..chose

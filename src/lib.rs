@@ -31,13 +31,15 @@
 #![warn(missing_docs)]
 
 pub mod choice;
+pub mod cleanup;
 pub mod overlay;
 mod pipeline;
 mod sam_segment;
 mod segment;
 pub mod tile;
 
-pub use choice::{Candidate, Choice, Tightness, fill_holes};
+pub use choice::{Candidate, Choice, Tightness};
+pub use cleanup::{close_in_box, fill_holes};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, pixel_box};
 pub use pslg_cfpg as cfpg;
 pub use pslg_geo as geo;

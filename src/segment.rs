@@ -1,7 +1,8 @@
 //! The weight-free box → mask path: CFPG point → MBO refinement (stage 2 of PSLG-SAM without SAM).
 
 use crate::PslgError;
-use crate::choice::{Attempt, Candidate, Choice, Tightness, fill_holes};
+use crate::choice::{Attempt, Candidate, Choice, Tightness};
+use crate::cleanup::{close_in_box, fill_holes};
 use image::{GrayImage, Luma, RgbImage};
 use pslg_cfpg::{CfpgParams, ForegroundPoint, ForegroundPointGenerator, PixelBox, Roi, clamp_box};
 use pslg_core::paste_in_box;
@@ -31,8 +32,14 @@ pub struct BoxSegmenterParams {
     /// Smoothness weight γ of a second MBO attempt, run when the first fails the tightness test (`None`: no
     /// retry). A weaker smoothness keeps the thin parts (wings, masts, piers) that a strong one cuts away.
     pub retry_gamma: Option<f64>,
-    /// Box path: fill the holes of the chosen MBO mask inside the box ([`crate::choice::fill_holes`]).
+    /// Box path: fill the holes of the chosen MBO mask inside the box ([`crate::cleanup::fill_holes`]).
     pub fill_holes: bool,
+    /// Box path: close the chosen MBO mask inside the box ([`crate::cleanup::close_in_box`]) with a disk of
+    /// radius `close_fraction` · the box's longer side, at most [`BoxSegmenterParams::max_close_radius`]
+    /// pixels (rounded; 0 = no closing). Valid: [0, 1].
+    pub close_fraction: f64,
+    /// Largest radius of the closing disk in pixels, at most 255.
+    pub max_close_radius: u32,
     /// SAM path only: when MBO keeps less than this fraction of SAM's mask, SAM's mask is returned instead
     /// (GrabCut's collapse on small, low-contrast objects).
     pub min_keep_fraction: f64,
@@ -66,6 +73,9 @@ impl Default for BoxSegmenterParams {
             min_span: 0.75,
             retry_gamma: Some(12.0),
             fill_holes: true,
+            // Chosen by cross-validation over the dev set's images (docs/quality.md, scripts/tune_closing.py).
+            close_fraction: 0.1,
+            max_close_radius: 15,
             min_keep_fraction: 0.25,
             max_mbo_box_pixels: 0,
             // Off: at γ 30 few masks collapse, and stopping early saved no time on the dev set.
@@ -149,6 +159,12 @@ impl BoxSegmenter {
         {
             return bad("retry_gamma", g);
         }
+        if !(0.0..=1.0).contains(&params.close_fraction) {
+            return bad("close_fraction", params.close_fraction);
+        }
+        if params.max_close_radius > u32::from(u8::MAX) {
+            return bad("max_close_radius", f64::from(params.max_close_radius));
+        }
         let cfpg = params.cfpg.clone().map(CfpgParams::build).transpose()?;
         if !(0.0..=1.0).contains(&params.abandon_below) {
             return bad("abandon_below", params.abandon_below);
@@ -197,6 +213,15 @@ impl BoxSegmenter {
     /// The validated parameters.
     pub fn params(&self) -> &BoxSegmenterParams {
         &self.params
+    }
+
+    /// The radius of the closing for a box ([`BoxSegmenterParams::close_fraction`]): rounded, at most
+    /// [`BoxSegmenterParams::max_close_radius`].
+    pub fn closing_radius(&self, roi: Roi) -> u8 {
+        let longer = f64::from(roi.width.max(roi.height));
+        let r = (self.params.close_fraction * longer).round();
+        // Validation keeps max_close_radius ≤ 255.
+        r.min(f64::from(self.params.max_close_radius)) as u8
     }
 
     /// Background context MBO takes around a box whose longer side is `side` pixels:
@@ -317,10 +342,12 @@ impl BoxSegmenter {
             (refined, passed) = attempt(retry)?;
             k = 1;
         }
-        timings.mbo = t.elapsed();
         if passed && self.params.fill_holes {
             fill_holes(&mut refined.mask, roi);
         }
+        let closing_radius = if passed { self.closing_radius(roi) } else { 0 };
+        close_in_box(&mut refined.mask, roi, closing_radius);
+        timings.mbo = t.elapsed();
         let choice = Choice {
             chosen: if passed {
                 Candidate::Mbo(k)
@@ -329,6 +356,7 @@ impl BoxSegmenter {
             },
             attempts,
             threshold: self.params.min_span,
+            closing_radius,
         };
         Ok(refined.into_result((!passed).then(box_mask), point, None, choice, timings))
     }
@@ -526,6 +554,7 @@ impl Refined {
             },
             attempts: vec![attempt],
             threshold: keep_fraction,
+            closing_radius: 0,
         };
         let fallback = (!kept_enough).then(fallback);
         self.into_result(fallback, point, sam, choice, timings)
@@ -632,5 +661,40 @@ mod tests {
                 ..
             })
         ));
+        for (params, name) in [
+            (
+                BoxSegmenterParams {
+                    close_fraction: f64::NAN,
+                    ..Default::default()
+                },
+                "close_fraction",
+            ),
+            (
+                BoxSegmenterParams {
+                    max_close_radius: 256,
+                    ..Default::default()
+                },
+                "max_close_radius",
+            ),
+        ] {
+            assert!(matches!(
+                BoxSegmenter::new(params),
+                Err(PslgError::InvalidParam { name: n, .. }) if n == name
+            ));
+        }
+    }
+
+    #[test]
+    fn closing_radius_follows_the_longer_side_up_to_the_cap() {
+        let seg = BoxSegmenter::new(BoxSegmenterParams::default()).unwrap();
+        let roi = |width, height| Roi {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        };
+        assert_eq!(seg.closing_radius(roi(20, 44)), 4);
+        assert_eq!(seg.closing_radius(roi(400, 30)), 15);
+        assert_eq!(seg.closing_radius(roi(4, 3)), 0);
     }
 }

@@ -112,6 +112,12 @@ pub(crate) struct StageFlags {
     /// Keep the holes of MBO's mask inside the box (by default they are filled).
     #[arg(long)]
     pub(crate) keep_holes: bool,
+    /// Close MBO's mask inside the box with a disk of this fraction of the longer box side (0 = no closing).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().close_fraction)]
+    pub(crate) close_radius: f64,
+    /// Largest radius of that disk in pixels (at most 255).
+    #[arg(long, default_value_t = BoxSegmenterParams::default().max_close_radius)]
+    pub(crate) max_close_px: u32,
     /// With SAM: return SAM's mask when MBO keeps less than this fraction of it.
     #[arg(long, default_value_t = BoxSegmenterParams::default().min_keep_fraction)]
     pub(crate) min_keep: f64,
@@ -142,6 +148,8 @@ impl StageFlags {
             // 0 turns the retry off; anything else (a negative or NaN included) goes to validation.
             retry_gamma: (self.retry_gamma != 0.0).then_some(self.retry_gamma),
             fill_holes: !self.keep_holes,
+            close_fraction: self.close_radius,
+            max_close_radius: self.max_close_px,
             min_keep_fraction: self.min_keep,
             max_mbo_box_pixels: self.max_mbo_pixels,
             abandon_below: self.abandon,
