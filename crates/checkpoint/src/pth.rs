@@ -6,7 +6,9 @@
 //! which keeps each tensor's storage file, offset and strides), the archive's entries are located once,
 //! and each tensor is read with one read of its bytes into the `f32` vector that becomes the
 //! Burn tensor's storage: one copy from the page cache, no intermediate buffer. Tensors stay lazy, so
-//! only those a model takes are read.
+//! only those a model takes are read. A large tensor's read, and the transpose of a large Linear weight, are
+//! split over rayon's threads: most of a fresh process's load is faulting in and filling new pages, which
+//! two cores do in about half the time of one.
 //!
 //! Checkpoints this path does not cover (the pre-1.6 tar/legacy formats, compressed entries, dtypes other
 //! than `f32` and `i64`, big-endian hosts) return `None`, and the caller reads them through burn-store as
@@ -16,8 +18,10 @@ use crate::{CheckpointError, Shapes};
 use burn::module::ParamId;
 use burn::tensor::{DType, Shape, TensorData};
 use burn_store::{ModuleAdapter, PyTorchToBurnAdapter, TensorSnapshot, TensorSnapshotError};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
+#[cfg(not(unix))]
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::rc::Rc;
@@ -83,7 +87,7 @@ struct Source {
 }
 
 /// The element types this reader reads: `f32` weights and `i64` buffers (BatchNorm's counters, position ids).
-trait Element: bytemuck::Pod + Default {}
+trait Element: bytemuck::Pod + Default + Send + Sync {}
 impl Element for f32 {}
 impl Element for i64 {}
 
@@ -112,16 +116,18 @@ impl Source {
             ));
         }
         let len = len_bytes / size;
-        // The lock also keeps the file position to one reader at a time.
+        // The lock also keeps the file position to one reader at a time (where reads are not positioned).
         let mut scratch = self
             .scratch
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(view.offset))?;
         if view.is_contiguous() {
             let mut values = vec![E::default(); len];
-            file.read_exact(bytemuck::cast_slice_mut(&mut values))?;
+            read_at(
+                &self.file,
+                bytemuck::cast_slice_mut(&mut values),
+                view.offset,
+            )?;
             return Ok(values);
         }
         // A strided view: its storage span into the scratch buffer (reused, so paged in once), then gathered.
@@ -130,7 +136,7 @@ impl Source {
             scratch.resize(words, 0.0);
         }
         let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut scratch[..words])[..span_bytes];
-        file.read_exact(bytes)?;
+        read_at(&self.file, bytes, view.offset)?;
         match bytemuck::try_cast_slice::<u8, E>(bytes) {
             Ok(storage) => Ok(gather(storage, len, &view.shape, &view.strides)),
             // The scratch buffer is only 4-byte aligned: an `i64` view is copied out first.
@@ -169,10 +175,62 @@ impl Source {
     }
 }
 
+/// Bytes at or above which a read, or a transpose, is split over rayon's threads.
+const PARALLEL_BYTES: usize = 1 << 20;
+
+/// Fills `buf` from `file` at `offset`: large buffers in chunks of [`PARALLEL_BYTES`] read by rayon's
+/// threads with positioned reads (each thread faults in the pages it fills), small ones with one read.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        if buf.len() < 2 * PARALLEL_BYTES {
+            return file.read_exact_at(buf, offset);
+        }
+        buf.par_chunks_mut(PARALLEL_BYTES)
+            .enumerate()
+            .try_for_each(|(i, chunk)| {
+                file.read_exact_at(chunk, offset + (i * PARALLEL_BYTES) as u64)
+            })
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
+    }
+}
+
+/// `out` (`rows × cols`, row-major) = the transpose of `input` (`cols × rows`, row-major), in bands of 16
+/// output rows over rayon's threads. A band is the transpose of 16 input columns: their runs are copied
+/// into a small contiguous block (cache-resident), which the `transpose` crate's kernel transposes into
+/// place. The crate's kernel takes one whole matrix on one thread; the bands let two threads fill fresh
+/// pages at once, and writing a band directly would alias every row of it to the same cache sets.
+fn transpose_parallel<E: Copy + Default + Send + Sync>(
+    input: &[E],
+    out: &mut [E],
+    rows: usize,
+    cols: usize,
+) {
+    const BAND: usize = 16;
+    out.par_chunks_mut(BAND * cols).enumerate().for_each_init(
+        Vec::new,
+        |columns: &mut Vec<E>, (band, block)| {
+            let r0 = band * BAND;
+            let width = block.len() / cols;
+            columns.clear();
+            for c in 0..cols {
+                columns.extend_from_slice(&input[c * rows + r0..c * rows + r0 + width]);
+            }
+            transpose::transpose(columns, block, width, cols);
+        },
+    );
+}
+
 /// The `n` row-major values of a strided view of `storage` (which holds the view's whole span). The
 /// transpose of a row-major matrix (a Linear weight read for Burn) goes through the `transpose` crate's
-/// cache-blocked kernel; other views index element by element.
-fn gather<E: Copy + Default>(
+/// cache-blocked kernel, or [`transpose_parallel`] when large; other views index element by element.
+fn gather<E: Copy + Default + Send + Sync>(
     storage: &[E],
     n: usize,
     shape: &[usize],
@@ -183,7 +241,11 @@ fn gather<E: Copy + Default>(
         && s1 == rows
     {
         // The view is the transpose of the `cols × rows` row-major matrix at the start of `storage`.
-        transpose::transpose(&storage[..n], &mut out, *rows, *cols);
+        if n * std::mem::size_of::<E>() >= 2 * PARALLEL_BYTES {
+            transpose_parallel(&storage[..n], &mut out, *rows, *cols);
+        } else {
+            transpose::transpose(&storage[..n], &mut out, *rows, *cols);
+        }
         return out;
     }
     let mut index = vec![0usize; shape.len()];
@@ -406,6 +468,36 @@ mod tests {
         };
         assert!(one.is_contiguous());
         assert_eq!(one.span(), Some(3));
+    }
+
+    #[test]
+    fn the_parallel_transpose_matches_the_transpose_crate() {
+        // Bands and tiles that do not divide the sides, a single column, a single row.
+        for (rows, cols) in [(70, 45), (33, 1), (1, 70), (64, 64), (100, 37)] {
+            let m: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut expected = vec![0.0; rows * cols];
+            transpose::transpose(&m, &mut expected, rows, cols);
+            let mut got = vec![0.0; rows * cols];
+            transpose_parallel(&m, &mut got, rows, cols);
+            assert_eq!(got, expected, "{rows}×{cols}");
+        }
+    }
+
+    #[test]
+    fn large_reads_are_split_into_positioned_chunks() {
+        // Three and a half chunks of bytes at an odd offset: every chunk lands where it belongs.
+        let n = 3 * PARALLEL_BYTES + PARALLEL_BYTES / 2;
+        let data: Vec<u8> = (0..n + 7).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buf = vec![0u8; n];
+        read_at(&file, &mut buf, 7).unwrap();
+        assert!(buf == data[7..]);
+        // Past the end of the file is an error, not a short buffer.
+        let mut past = vec![0u8; n];
+        assert!(read_at(&file, &mut past, 8).is_err());
     }
 
     #[test]
