@@ -89,27 +89,34 @@ mod tests {
     use super::*;
     use image::Luma;
 
+    /// A `w × h` mask with the rectangle `(x, y, rw, rh)` set.
+    fn with_rect(w: u32, h: u32, x: u32, y: u32, rw: u32, rh: u32) -> GrayImage {
+        GrayImage::from_fn(w, h, |px, py| {
+            let inside = (x..x + rw).contains(&px) && (y..y + rh).contains(&py);
+            Luma([if inside { 255 } else { 0 }])
+        })
+    }
+
+    fn roi_at(x: u32, y: u32, width: u32, height: u32) -> Roi {
+        Roi {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
     #[test]
     fn holes_inside_the_box_are_filled_and_bays_are_not() {
         // A ring with a 2×2 hole, and a notch open to the box's border; pixels outside the box untouched.
-        let mut m = GrayImage::new(12, 10);
-        for y in 1..9 {
-            for x in 1..9 {
-                m.put_pixel(x, y, Luma([255]));
-            }
-        }
+        let mut m = with_rect(12, 10, 1, 1, 8, 8);
         for (x, y) in [(4, 4), (5, 4), (4, 5), (5, 5)] {
             m.put_pixel(x, y, Luma([0])); // the hole
         }
         for y in 1..4 {
             m.put_pixel(7, y, Luma([0])); // the notch, open at the box's top row
         }
-        let roi = Roi {
-            x: 1,
-            y: 1,
-            width: 8,
-            height: 8,
-        };
+        let roi = roi_at(1, 1, 8, 8);
         let before = m.clone();
         assert_eq!(fill_holes(&mut m, roi), 4);
         assert_eq!(m.get_pixel(4, 4)[0], 255);
@@ -122,12 +129,7 @@ mod tests {
             .count();
         assert_eq!(changed, 4);
         // Degenerate boxes change nothing.
-        let thin = Roi {
-            x: 0,
-            y: 0,
-            width: 2,
-            height: 10,
-        };
+        let thin = roi_at(0, 0, 2, 10);
         assert_eq!(fill_holes(&mut m, thin), 0);
     }
 
@@ -135,22 +137,12 @@ mod tests {
     fn closing_fills_narrow_bays_inside_the_box_only() {
         // A 7×7 square with a 1-pixel-wide slot cut into it from its top edge, and a mask pixel outside the
         // box: the slot closes, the square's corners stay square, nothing outside the box changes.
-        let mut m = GrayImage::new(20, 20);
-        for y in 5..12 {
-            for x in 5..12 {
-                m.put_pixel(x, y, Luma([255]));
-            }
-        }
+        let mut m = with_rect(20, 20, 5, 5, 7, 7);
         for y in 5..9 {
             m.put_pixel(8, y, Luma([0]));
         }
         m.put_pixel(0, 0, Luma([255]));
-        let roi = Roi {
-            x: 5,
-            y: 5,
-            width: 7,
-            height: 7,
-        };
+        let roi = roi_at(5, 5, 7, 7);
         let before = m.clone();
         // The slot's top pixel is on the box's edge: the disk reaches outside the box, where the mask is empty,
         // so that pixel stays open, as a bay open to the outside does.
@@ -167,30 +159,15 @@ mod tests {
         assert_eq!(outside_changed, 0);
         // Radius 0 and empty boxes change nothing.
         assert_eq!(close_in_box(&mut m, roi, 0), 0);
-        let empty = Roi {
-            x: 25,
-            y: 0,
-            width: 3,
-            height: 3,
-        };
+        let empty = roi_at(25, 0, 3, 3);
         assert_eq!(close_in_box(&mut m, empty, 3), 0);
     }
 
     #[test]
     fn closing_at_the_image_border_does_not_erode() {
         // An object filling the box at the image's corner: the outside of the image is neutral.
-        let mut m = GrayImage::new(10, 10);
-        for y in 0..4 {
-            for x in 0..4 {
-                m.put_pixel(x, y, Luma([255]));
-            }
-        }
-        let roi = Roi {
-            x: 0,
-            y: 0,
-            width: 4,
-            height: 4,
-        };
+        let mut m = with_rect(10, 10, 0, 0, 4, 4);
+        let roi = roi_at(0, 0, 4, 4);
         let before = m.clone();
         assert_eq!(close_in_box(&mut m, roi, 3), 0);
         assert_eq!(m, before);
