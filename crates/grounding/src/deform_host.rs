@@ -299,11 +299,7 @@ mod tests {
         assert_eq!(fused.dims(), [n, lq, m * d]);
         let fused = fused.into_data().to_vec::<f32>().expect("f32");
         let ops = ops.into_data().to_vec::<f32>().expect("f32");
-        let worst = fused
-            .iter()
-            .zip(&ops)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = crate::test_util::max_abs_diff(&fused, &ops);
         assert!(worst < 1e-5, "fused vs tensor ops: {worst}");
         assert!(ops.iter().any(|&v| v != 0.0));
     }
@@ -348,11 +344,7 @@ mod tests {
             let fused = run(HostKernels::Fused);
             let ops = run(HostKernels::TensorOps);
             assert_eq!(fused.len(), n * lq * c);
-            let worst = fused
-                .iter()
-                .zip(&ops)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let worst = crate::test_util::max_abs_diff(&fused, &ops);
             assert!(worst < 1e-5, "k = {k}: fused vs tensor ops {worst}");
         }
     }

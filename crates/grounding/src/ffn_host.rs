@@ -120,11 +120,7 @@ mod tests {
         ] {
             assert_eq!(got.dims(), [2, 150, 24]);
             let got = got.into_data().to_vec::<f32>().expect("f32");
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let worst = crate::test_util::max_abs_diff(&got, &want);
             assert!(worst < 1e-5, "fused vs tensor ops: {worst}");
         }
     }

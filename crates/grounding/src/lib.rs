@@ -42,6 +42,19 @@ mod toy;
 mod train;
 mod transformer;
 
+/// Helpers of the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// The largest absolute difference between two equally long slices (0 for empty ones).
+    pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "slices of different lengths");
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    }
+}
+
 pub use attention::{TorchMultiheadAttention, VisionLanguageFusion};
 pub use backbone::{Bottleneck, Downsample, FrozenBatchNorm2d, ResNet};
 pub use config::{LqvgConfig, ResNetConfig, TextConfig, TextFamily};

@@ -443,11 +443,7 @@ mod tests {
             ops.to_vec::<f32>().expect("f32"),
             fused.to_vec::<f32>().expect("f32"),
         );
-        let worst = ops
-            .iter()
-            .zip(&fused)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = crate::test_util::max_abs_diff(&ops, &fused);
         assert!(worst < 1e-4, "fused vs tensor ops: {worst}");
     }
 }
