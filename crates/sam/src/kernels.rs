@@ -144,13 +144,14 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     if !on_host::<B>(&x.device()) {
         return activation::gelu(x);
     }
-    map_host(x, |v| {
-        v.par_chunks_mut(1 << 14).for_each(|c| {
-            for e in c {
-                *e = 0.5 * *e * (1.0 + erf(*e * std::f32::consts::FRAC_1_SQRT_2));
-            }
-        })
-    })
+    map_host(x, |v| v.par_chunks_mut(1 << 14).for_each(gelu_in_place))
+}
+
+/// GELU (erf form) of every value of `v`, in place, on this thread.
+pub(crate) fn gelu_in_place(v: &mut [f32]) {
+    for e in v {
+        *e = 0.5 * *e * (1.0 + erf(*e * std::f32::consts::FRAC_1_SQRT_2));
+    }
 }
 
 /// Geometry of a depthwise convolution: square `k × k` kernel, `stride`, zero padding `k / 2` on every side.

@@ -39,6 +39,7 @@ mod error;
 pub mod finetune;
 mod image_encoder;
 mod kernels;
+mod linear_host;
 mod load;
 mod mask_decoder;
 mod model;
@@ -48,6 +49,7 @@ mod predictor;
 mod prompt_encoder;
 pub mod resize;
 mod tiny_vit;
+mod tiny_vit_host;
 mod transformer;
 mod window_attention;
 

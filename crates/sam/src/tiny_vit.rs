@@ -8,6 +8,8 @@
 
 use crate::image_encoder::{Neck, window_partition, window_unpartition};
 use crate::kernels::{Depthwise, depthwise_conv, gelu, host_f32, on_host};
+use crate::linear_host::{Activation, linear};
+use crate::tiny_vit_host::{Grid, depthwise_nhwc, partition, unpartition_add};
 use crate::window_attention::{WindowShape, window_attention_host};
 use crate::{SamConfig, TinyVitConfig};
 use burn::module::{Module, Param};
@@ -87,12 +89,18 @@ impl<B: Backend> Conv2dBn<B> {
         }
     }
 
-    /// `(B, C_in, H, W)` → `(B, C_out, H / stride, W / stride)`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// The convolution with the BatchNorm folded in: its kernel and bias.
+    fn folded(&self) -> (Tensor<B, 4>, Tensor<B, 1>) {
         let o = self.bn.weight.dims()[0];
         let scale = self.bn.weight.val() * (self.bn.running_var.val() + BN_EPS).sqrt().recip();
         let shift = self.bn.bias.val() - self.bn.running_mean.val() * scale.clone();
-        let weight = self.c.weight.val() * scale.reshape([o, 1, 1, 1]);
+        (self.c.weight.val() * scale.reshape([o, 1, 1, 1]), shift)
+    }
+
+    /// `(B, C_in, H, W)` → `(B, C_out, H / stride, W / stride)`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let o = self.bn.weight.dims()[0];
+        let (weight, shift) = self.folded();
         let [_, per_group, k, _] = weight.dims();
         if per_group == 1 && self.groups == o {
             return depthwise_conv(
@@ -252,7 +260,12 @@ impl<B: Backend> TinyAttention<B> {
         let [b, n, c] = x.dims();
         let device = x.device();
         let heads = self.num_heads;
-        let qkv = host_f32(self.qkv.forward(self.norm.forward(x)));
+        let qkv = host_f32(linear(
+            &self.qkv,
+            self.norm.forward(x),
+            Activation::Identity,
+            None,
+        ));
         let bias = host_f32(self.biases().reshape([heads, n, n]));
         let shape = WindowShape {
             windows: b,
@@ -262,8 +275,8 @@ impl<B: Backend> TinyAttention<B> {
         };
         let scale = ((c / heads) as f32).powf(-0.5);
         let out = window_attention_host(&qkv, shape, &bias, scale);
-        self.proj
-            .forward(Tensor::from_data(TensorData::new(out, [b, n, c]), &device))
+        let out = Tensor::from_data(TensorData::new(out, [b, n, c]), &device);
+        linear(&self.proj, out, Activation::Identity, None)
     }
 
     /// [`TinyAttention::forward`] as Burn tensor ops (any backend).
@@ -300,8 +313,19 @@ pub struct TinyMlp<B: Backend> {
 impl<B: Backend> TinyMlp<B> {
     /// `x` (…, C) → same shape.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.fc2
-            .forward(gelu(self.fc1.forward(self.norm.forward(x))))
+        let hidden = linear(&self.fc1, self.norm.forward(x), Activation::Gelu, None);
+        linear(&self.fc2, hidden, Activation::Identity, None)
+    }
+
+    /// `x + forward(x)`, the residual added in the second product's output blocks.
+    pub fn forward_residual(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let hidden = linear(
+            &self.fc1,
+            self.norm.forward(x.clone()),
+            Activation::Gelu,
+            None,
+        );
+        linear(&self.fc2, hidden, Activation::Identity, Some(x))
     }
 }
 
@@ -320,8 +344,43 @@ pub struct TinyVitBlock<B: Backend> {
 }
 
 impl<B: Backend> TinyVitBlock<B> {
-    /// Tokens `(B, H, W, C)` → same shape.
+    /// Tokens `(B, H, W, C)` → same shape: the host kernels of `tiny_vit_host.rs` on the CPU backends,
+    /// Burn tensor ops elsewhere.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, w, c] = x.dims();
+        let (weight, _) = self.local_conv.folded();
+        let depthwise = weight.dims()[1] == 1 && self.local_conv.groups == c;
+        if depthwise && b * h * w * c > 0 && on_host::<B>(&x.device()) {
+            self.forward_host(x)
+        } else {
+            self.forward_ops(x)
+        }
+    }
+
+    /// [`TinyVitBlock::forward`] with the window partition, its inverse (fused with the residual add) and
+    /// the local convolution run by the host kernels on the token buffer.
+    fn forward_host(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, w, c] = x.dims();
+        let device = x.device();
+        let ws = self.window;
+        let grid = Grid { b, h, w, c };
+        let mut tokens = host_f32(x);
+        let windows = partition(&tokens, grid, ws);
+        let n = windows.len() / (ws * ws * c);
+        let attended = self.attn.forward(Tensor::from_data(
+            TensorData::new(windows, [n, ws * ws, c]),
+            &device,
+        ));
+        unpartition_add(&mut tokens, grid, ws, &host_f32(attended));
+        let (weight, bias) = self.local_conv.folded();
+        let k = weight.dims()[2];
+        let local = depthwise_nhwc(&tokens, grid, &host_f32(weight), &host_f32(bias), k);
+        let x = Tensor::from_data(TensorData::new(local, [b, h, w, c]), &device);
+        self.mlp.forward_residual(x)
+    }
+
+    /// [`TinyVitBlock::forward`] as Burn tensor ops (any backend).
+    fn forward_ops(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [_, h, w, c] = x.dims();
         let ws = self.window;
         let (windows, padded) = window_partition(x.clone(), ws);
@@ -335,7 +394,7 @@ impl<B: Backend> TinyVitBlock<B> {
             .local_conv
             .forward(x.permute([0, 3, 1, 2]))
             .permute([0, 2, 3, 1]);
-        x.clone() + self.mlp.forward(x)
+        self.mlp.forward_residual(x)
     }
 }
 
@@ -493,6 +552,38 @@ mod tests {
                 "{ws}x{ws}: max error {err} (scale {scale})"
             );
         }
+    }
+
+    /// The block on the host kernels equals its tensor-op composition, on a grid that needs padding.
+    #[test]
+    fn block_host_kernels_match_tensor_ops() {
+        type B = NdArray<f32>;
+        let device = Default::default();
+        let (dim, heads, ws) = (16, 2, 7);
+        let r = |s: [usize; 2]| Tensor::<B, 2>::random(s, Distribution::Normal(0.0, 0.5), &device);
+        let mut attn = TinyAttention::<B>::new(dim, heads, ws, &device);
+        attn.attention_biases = Param::from_tensor(r([heads, ws * ws]));
+        let mut local_conv = Conv2dBn::new([dim, dim], 3, 1, dim, &device);
+        local_conv.c.weight = Param::from_tensor(r([dim, 9]).reshape([dim, 1, 3, 3]));
+        local_conv.bn.running_mean = Param::from_tensor(r([1, dim]).reshape([dim]));
+        let block = TinyVitBlock {
+            attn,
+            mlp: TinyMlp {
+                norm: LayerNormConfig::new(dim).init(&device),
+                fc1: LinearConfig::new(dim, 4 * dim).init(&device),
+                fc2: LinearConfig::new(4 * dim, dim).init(&device),
+            },
+            local_conv,
+            window: ws,
+        };
+        let x = Tensor::<B, 4>::random([2, 10, 9, dim], Distribution::Normal(0.0, 1.0), &device);
+        let want: Vec<f32> = block.forward_ops(x.clone()).into_data().to_vec().unwrap();
+        let got: Vec<f32> = block.forward(x).into_data().to_vec().unwrap();
+        let err = want
+            .iter()
+            .zip(&got)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err < 1e-4, "max error {err}");
     }
 
     #[test]
