@@ -7,6 +7,7 @@
 //! convolution. At MobileSAM's first attention stage (128² tokens, 128 channels) the partition and its
 //! inverse took 50–70 ms a block on `flex`; here each is one pass over the tokens.
 
+use crate::kernels::simd;
 use rayon::prelude::*;
 
 /// The token grid `(B, H, W, C)`, row-major.
@@ -62,16 +63,18 @@ pub(crate) fn unpartition_add(x: &mut [f32], grid: Grid, ws: usize, windows: &[f
     debug_assert_eq!(x.len(), b * h * w * c);
     debug_assert_eq!(windows.len(), b * nh * nw * ws * ws * c);
     x.par_chunks_mut(w * c).enumerate().for_each(|(r, row)| {
-        let (bi, y) = (r / h, r % h);
-        let (wy, iy) = (y / ws, y % ws);
-        for wx in 0..nw {
-            let g = (bi * nh + wy) * nw + wx;
-            let x0 = wx * ws;
-            let cols = ws.min(w - x0);
-            let src = &windows[(g * ws + iy) * ws * c..][..cols * c];
-            let dst = &mut row[x0 * c..(x0 + cols) * c];
-            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-        }
+        simd(|| {
+            let (bi, y) = (r / h, r % h);
+            let (wy, iy) = (y / ws, y % ws);
+            for wx in 0..nw {
+                let g = (bi * nh + wy) * nw + wx;
+                let x0 = wx * ws;
+                let cols = ws.min(w - x0);
+                let src = &windows[(g * ws + iy) * ws * c..][..cols * c];
+                let dst = &mut row[x0 * c..(x0 + cols) * c];
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            }
+        })
     });
 }
 
@@ -98,30 +101,32 @@ pub(crate) fn depthwise_nhwc(
     }
     let mut out = vec![0.0f32; x.len()];
     out.par_chunks_mut(w * c).enumerate().for_each(|(r, row)| {
-        let (bi, y) = (r / h, r % h);
-        for px in row.chunks_exact_mut(c) {
-            px.copy_from_slice(bias);
-        }
-        for ky in 0..k {
-            let Some(iy) = (y + ky).checked_sub(p).filter(|&iy| iy < h) else {
-                continue;
-            };
-            let src = &x[(bi * h + iy) * w * c..][..w * c];
-            for kx in 0..k {
-                let tap = &taps[(ky * k + kx) * c..][..c];
-                // Output columns ox with 0 ≤ ox + kx − p < w.
-                let lo = p.saturating_sub(kx);
-                let hi = (w + p).saturating_sub(kx).min(w);
-                for ox in lo..hi {
-                    let ix = ox + kx - p;
-                    let dst = &mut row[ox * c..][..c];
-                    let s = &src[ix * c..][..c];
-                    for ((d, s), t) in dst.iter_mut().zip(s).zip(tap) {
-                        *d += t * s;
+        simd(|| {
+            let (bi, y) = (r / h, r % h);
+            for px in row.chunks_exact_mut(c) {
+                px.copy_from_slice(bias);
+            }
+            for ky in 0..k {
+                let Some(iy) = (y + ky).checked_sub(p).filter(|&iy| iy < h) else {
+                    continue;
+                };
+                let src = &x[(bi * h + iy) * w * c..][..w * c];
+                for kx in 0..k {
+                    let tap = &taps[(ky * k + kx) * c..][..c];
+                    // Output columns ox with 0 ≤ ox + kx − p < w.
+                    let lo = p.saturating_sub(kx);
+                    let hi = (w + p).saturating_sub(kx).min(w);
+                    for ox in lo..hi {
+                        let ix = ox + kx - p;
+                        let dst = &mut row[ox * c..][..c];
+                        let s = &src[ix * c..][..c];
+                        for ((d, s), t) in dst.iter_mut().zip(s).zip(tap) {
+                            *d += t * s;
+                        }
                     }
                 }
             }
-        }
+        })
     });
     out
 }

@@ -5,7 +5,7 @@
 //! takes whole windows and, head by head, computes scores, bias, softmax and output in a scratch of one
 //! `N × N` matrix.
 
-use crate::kernels::{exp_sum, row_max};
+use crate::kernels::{exp_sum, row_max, simd};
 use rayon::prelude::*;
 
 /// Sizes of one [`window_attention_host`] call.
@@ -75,16 +75,18 @@ pub(crate) fn window_attention_host(
                         Par::Seq,
                     );
                     let b = &bias[head * n * n..(head + 1) * n * n];
-                    for (row, brow) in scores.chunks_exact_mut(n).zip(b.chunks_exact(n)) {
-                        for (x, &y) in row.iter_mut().zip(brow) {
-                            *x += y;
+                    simd(|| {
+                        for (row, brow) in scores.chunks_exact_mut(n).zip(b.chunks_exact(n)) {
+                            for (x, &y) in row.iter_mut().zip(brow) {
+                                *x += y;
+                            }
+                            let max = row_max(row);
+                            let inv = 1.0 / exp_sum(row, max);
+                            for x in row.iter_mut() {
+                                *x *= inv;
+                            }
                         }
-                        let max = row_max(row);
-                        let inv = 1.0 / exp_sum(row, max);
-                        for x in row.iter_mut() {
-                            *x *= inv;
-                        }
-                    }
+                    });
                     // Output columns head·hd.. of every row (see `attention_host` for the faer view).
                     let o = MatMut::from_column_major_slice_with_stride_mut(
                         &mut out_rows[head * hd..(n - 1) * c + (head + 1) * hd],
