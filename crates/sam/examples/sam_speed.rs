@@ -131,7 +131,7 @@ fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("stage {i} total: {:?}", t.elapsed());
         }
         let t = Instant::now();
-        sync(&tiny.neck.forward(x.permute([0, 3, 1, 2])));
+        sync(&tiny.neck.forward_tokens(x));
         eprintln!("neck: {:?}", t.elapsed());
         return Ok(());
     }

@@ -3,8 +3,12 @@
 //! [`ImageEncoder`] is the encoder a [`Sam`](crate::Sam) holds: this ViT or MobileSAM's TinyViT.
 
 use crate::common::{LayerNorm2d, MlpBlock};
-use crate::kernels::{AttentionShape, attention_host, gelu, on_host, rel_pos_softmax_ops};
+use crate::kernels::{
+    AttentionShape, attention_host, gelu, host_f32, on_host, rel_pos_softmax_ops,
+};
+use crate::neck_host::{conv_tokens, layer_norm_channels};
 use crate::tiny_vit::TinyViT;
+use crate::tiny_vit_host::Grid;
 use crate::{EncoderConfig, SamConfig, VitConfig};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -312,6 +316,58 @@ impl<B: Backend> Neck<B> {
         let x = self.ln1.forward(self.conv1.forward(x));
         self.ln2.forward(self.conv2.forward(x))
     }
+
+    /// The neck on channels-last tokens `(B, H, W, C)` → `(B, prompt_dim, H, W)`: on the CPU backends the
+    /// host kernels of `neck_host.rs` (no `(B, C, H, W)` copy of the input), elsewhere [`Neck::forward`].
+    pub fn forward_tokens(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, w, c] = x.dims();
+        let geometry = [&self.conv1, &self.conv2].map(same_size_kernel);
+        let (Some(k1), Some(k2)) = (geometry[0], geometry[1]) else {
+            return self.forward(x.permute([0, 3, 1, 2]));
+        };
+        if b * h * w * c == 0 || !on_host::<B>(&x.device()) {
+            return self.forward(x.permute([0, 3, 1, 2]));
+        }
+        let device = x.device();
+        let conv = |x: &[f32], grid: Grid, conv: &Conv2d<B>, k: usize| {
+            let bias = conv.bias.as_ref().map(|b| host_f32(b.val()));
+            conv_tokens(x, grid, &host_f32(conv.weight.val()), k, bias.as_deref())
+        };
+        let norm = |x: &mut [f32], ln: &LayerNorm2d<B>| {
+            layer_norm_channels(
+                x,
+                &host_f32(ln.weight.val()),
+                &host_f32(ln.bias.val()),
+                1e-6,
+            );
+        };
+        let o = self.conv1.weight.dims()[0];
+        let mut y = conv(&host_f32(x), Grid { b, h, w, c }, &self.conv1, k1);
+        norm(&mut y, &self.ln1);
+        let mut y = conv(&y, Grid { b, h, w, c: o }, &self.conv2, k2);
+        norm(&mut y, &self.ln2);
+        let o = self.conv2.weight.dims()[0];
+        Tensor::<B, 4>::from_data(TensorData::new(y, [b, h, w, o]), &device).permute([0, 3, 1, 2])
+    }
+}
+
+/// The kernel side `k` of a convolution that keeps the spatial size (stride 1, dilation 1, one group, an
+/// odd square kernel, padding `k / 2` on every side), the only geometry the host neck runs.
+fn same_size_kernel<B: Backend>(conv: &Conv2d<B>) -> Option<usize> {
+    let [kh, kw] = conv.kernel_size;
+    let p = kh / 2;
+    let padded = match conv.padding {
+        PaddingConfig2d::Valid => p == 0,
+        PaddingConfig2d::Same => true,
+        PaddingConfig2d::Explicit(t, l, bt, r) => [t, l, bt, r] == [p; 4],
+    };
+    (kh == kw
+        && kh % 2 == 1
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && padded)
+        .then_some(kh)
 }
 
 /// SAM's image encoder: the ViT of SAM or the TinyViT of MobileSAM (the variant does not appear in
@@ -390,7 +446,7 @@ impl<B: Backend> ImageEncoderViT<B> {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.neck.forward(x.permute([0, 3, 1, 2]))
+        self.neck.forward_tokens(x)
     }
 }
 

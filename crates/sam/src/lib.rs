@@ -43,6 +43,7 @@ mod linear_host;
 mod load;
 mod mask_decoder;
 mod model;
+mod neck_host;
 pub mod npy;
 mod postprocess;
 mod predictor;

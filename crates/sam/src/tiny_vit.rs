@@ -511,7 +511,7 @@ impl<B: Backend> TinyViT<B> {
                 }
             };
         }
-        self.neck.forward(x.permute([0, 3, 1, 2]))
+        self.neck.forward_tokens(x)
     }
 }
 
