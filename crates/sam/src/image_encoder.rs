@@ -3,10 +3,11 @@
 //! [`ImageEncoder`] is the encoder a [`Sam`](crate::Sam) holds: this ViT or MobileSAM's TinyViT.
 
 use crate::common::{LayerNorm2d, MlpBlock};
+use crate::conv_host::{conv_tokens, layer_norm_channels};
 use crate::kernels::{
-    AttentionShape, attention_host, gelu, host_f32, on_host, rel_pos_softmax_ops,
+    AttentionShape, Depthwise, attention_host, gelu, host_f32, on_host, rel_pos_softmax_ops,
 };
-use crate::neck_host::{conv_tokens, layer_norm_channels};
+use crate::linear_host::Activation;
 use crate::tiny_vit::TinyViT;
 use crate::tiny_vit_host::Grid;
 use crate::{EncoderConfig, SamConfig, VitConfig};
@@ -318,7 +319,7 @@ impl<B: Backend> Neck<B> {
     }
 
     /// The neck on channels-last tokens `(B, H, W, C)` → `(B, prompt_dim, H, W)`: on the CPU backends the
-    /// host kernels of `neck_host.rs` (no `(B, C, H, W)` copy of the input), elsewhere [`Neck::forward`].
+    /// host kernels of `conv_host.rs` (no `(B, C, H, W)` copy of the input), elsewhere [`Neck::forward`].
     pub fn forward_tokens(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, h, w, c] = x.dims();
         let geometry = [&self.conv1, &self.conv2].map(same_size_kernel);
@@ -331,7 +332,9 @@ impl<B: Backend> Neck<B> {
         let device = x.device();
         let conv = |x: &[f32], grid: Grid, conv: &Conv2d<B>, k: usize| {
             let bias = conv.bias.as_ref().map(|b| host_f32(b.val()));
-            conv_tokens(x, grid, &host_f32(conv.weight.val()), k, bias.as_deref())
+            let weight = host_f32(conv.weight.val());
+            let geo = Depthwise { k, stride: 1 };
+            conv_tokens(x, grid, &weight, geo, bias.as_deref(), Activation::Identity).0
         };
         let norm = |x: &mut [f32], ln: &LayerNorm2d<B>| {
             layer_norm_channels(

@@ -165,7 +165,8 @@ pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
-/// Geometry of a depthwise convolution: square `k × k` kernel, `stride`, zero padding `k / 2` on every side.
+/// Geometry of a square convolution (depthwise or not): `k × k` kernel, `stride`, zero padding `k / 2` on
+/// every side.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Depthwise {
     /// Kernel side (odd).
@@ -176,7 +177,7 @@ pub(crate) struct Depthwise {
 
 impl Depthwise {
     /// Output side for an input side `n`: `(n + 2·(k/2) − k) / stride + 1`.
-    fn out(self, n: usize) -> usize {
+    pub fn out(self, n: usize) -> usize {
         (n + 2 * (self.k / 2) - self.k) / self.stride + 1
     }
 }

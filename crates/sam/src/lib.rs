@@ -34,6 +34,7 @@
 
 mod common;
 mod config;
+mod conv_host;
 mod error;
 #[cfg(feature = "train")]
 pub mod finetune;
@@ -43,7 +44,6 @@ mod linear_host;
 mod load;
 mod mask_decoder;
 mod model;
-mod neck_host;
 pub mod npy;
 mod postprocess;
 mod predictor;

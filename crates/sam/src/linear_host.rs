@@ -8,7 +8,7 @@
 //! of [`ROWS`] rows. Each block is a task (rayon): its output rows start as the bias (plus the residual),
 //! receive the product (faer), and get their GELU while they are still in cache.
 
-use crate::kernels::{gelu, gelu_in_place, host_f32, on_host};
+use crate::kernels::{gelu, gelu_in_place, host_f32, on_host, simd};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -69,25 +69,57 @@ fn linear_host<B: Backend, const D: usize>(
     let mut dims = x.dims();
     let [k, n] = layer.weight.dims();
     dims[D - 1] = n;
-    let rows = dims[..D - 1].iter().product::<usize>();
     let weight = host_f32(layer.weight.val());
     let bias = layer
         .bias
         .as_ref()
         .map_or_else(|| vec![0.0; n], |b| host_f32(b.val()));
-    let x = host_f32(x);
-    let with_residual = residual.is_some();
-    let mut out = residual.map_or_else(|| vec![0.0; rows * n], host_f32);
+    let residual = residual.map_or(Residual::None, |r| Residual::Outside(host_f32(r)));
     let w = MatRef::from_row_major_slice(&weight, k, n);
+    let out = affine_rows(&host_f32(x), w, &bias, act, residual);
+    Tensor::from_data(TensorData::new(out, dims), &device)
+}
+
+/// Where [`affine_rows`] adds a residual.
+#[derive(Debug)]
+pub(crate) enum Residual {
+    /// None.
+    None,
+    /// After the activation: `r + act(x · W + b)` (TinyViT's MLP).
+    Outside(Vec<f32>),
+    /// Before it: `act(r + x · W + b)` (MobileSAM's MBConv).
+    Inside(Vec<f32>),
+}
+
+/// The rows of `x` (`rows × K`, row-major) times `w` (`K × N`, any layout faer reads), plus `bias` (`N`),
+/// with `act` and the residual (`rows × N`), in blocks of [`ROWS`] rows on rayon's threads.
+pub(crate) fn affine_rows(
+    x: &[f32],
+    w: MatRef<'_, f32>,
+    bias: &[f32],
+    act: Activation,
+    residual: Residual,
+) -> Vec<f32> {
+    let (k, n) = (w.nrows(), w.ncols());
+    let rows = x.len() / k.max(1);
+    let (mut out, outside) = match residual {
+        Residual::None => (vec![0.0; rows * n], false),
+        Residual::Outside(r) => (r, true),
+        Residual::Inside(r) => (r, false),
+    };
+    debug_assert_eq!(out.len(), rows * n);
+    if out.is_empty() {
+        return out;
+    }
     out.par_chunks_mut(ROWS * n)
-        .zip(x.par_chunks(ROWS * k))
+        .zip(x.par_chunks(ROWS * k.max(1)))
         .for_each_init(Vec::new, |tmp, (o, xb)| {
-            let r = xb.len() / k;
+            let r = o.len() / n;
             let xb = MatRef::from_row_major_slice(xb, r, k);
-            if act == Activation::Identity || !with_residual {
+            if act == Activation::Identity || !outside {
                 // The product lands in the output rows directly: bias (plus residual) first.
                 for row in o.chunks_mut(n) {
-                    row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
+                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
                 }
                 let dst = MatMut::from_row_major_slice_mut(o, r, n);
                 matmul(dst, Accum::Add, xb, w, 1.0, Par::Seq);
@@ -101,10 +133,10 @@ fn linear_host<B: Backend, const D: usize>(
                 let dst = MatMut::from_row_major_slice_mut(tmp, r, n);
                 matmul(dst, Accum::Add, xb, w, 1.0, Par::Seq);
                 gelu_in_place(tmp);
-                o.iter_mut().zip(tmp.iter()).for_each(|(v, t)| *v += t);
+                simd(|| o.iter_mut().zip(tmp.iter()).for_each(|(v, t)| *v += t));
             }
         });
-    Tensor::from_data(TensorData::new(out, dims), &device)
+    out
 }
 
 #[cfg(test)]

@@ -97,6 +97,15 @@ impl<B: Backend> Conv2dBn<B> {
         (self.c.weight.val() * scale.reshape([o, 1, 1, 1]), shift)
     }
 
+    /// The folded kernel `(out, in / groups, k, k)` and bias as host values, with the kernel side, the
+    /// stride and the group count (for the host kernels of `tiny_vit_host.rs`).
+    pub(crate) fn host_parts(&self) -> (Vec<f32>, Vec<f32>, [usize; 3]) {
+        let (weight, shift) = self.folded();
+        let k = weight.dims()[2];
+        let geometry = [k, self.stride, self.groups];
+        (host_f32(weight), host_f32(shift), geometry)
+    }
+
     /// `(B, C_in, H, W)` → `(B, C_out, H / stride, W / stride)`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let o = self.bn.weight.dims()[0];
@@ -374,7 +383,9 @@ impl<B: Backend> TinyVitBlock<B> {
         unpartition_add(&mut tokens, grid, ws, &host_f32(attended));
         let (weight, bias) = self.local_conv.folded();
         let k = weight.dims()[2];
-        let local = depthwise_nhwc(&tokens, grid, &host_f32(weight), &host_f32(bias), k);
+        let geo = Depthwise { k, stride: 1 };
+        let (weight, bias) = (host_f32(weight), host_f32(bias));
+        let (local, _) = depthwise_nhwc(&tokens, grid, &weight, &bias, geo, Activation::Identity);
         let x = Tensor::from_data(TensorData::new(local, [b, h, w, c]), &device);
         self.mlp.forward_residual(x)
     }
@@ -487,8 +498,17 @@ impl<B: Backend> TinyViT<B> {
         }
     }
 
-    /// Encodes a normalised, padded image batch `(B, 3, S, S)`.
+    /// Encodes a normalised, padded image batch `(B, 3, S, S)`: on the CPU backends with the host kernels
+    /// of `tiny_vit_host.rs` ([`TinyViT::forward_host`]), elsewhere as Burn tensor ops.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        if x.dims().iter().all(|&d| d > 0) && on_host::<B>(&x.device()) {
+            return self.forward_host(x);
+        }
+        self.forward_ops(x)
+    }
+
+    /// [`TinyViT::forward`] as Burn tensor ops (any backend).
+    pub(crate) fn forward_ops(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         // Tokens (B, H, W, C) between stages; the convolutions take (B, C, H, W) views of them.
         let mut x = self.patch_embed.forward(x).permute([0, 2, 3, 1]);
         for layer in &self.layers {

@@ -161,6 +161,13 @@ fn mobile_sam_tiny_config_matches_the_official_code_on_flex() {
     run_parity::<Flex>(&fixture("mobile_tiny"), 2);
 }
 
+/// Under `Autodiff` the encoders run Burn's tensor ops (`KernelPolicy::TensorOps`), the path every
+/// non-host backend (CUDA) takes, instead of the host kernels.
+#[test]
+fn mobile_sam_tiny_config_matches_the_official_code_through_tensor_ops() {
+    run_parity::<burn::backend::Autodiff<NdArray<f32>>>(&fixture("mobile_tiny"), 2);
+}
+
 /// The generated fixture `dir`, or `None` (skip) when absent and `PSLG_REQUIRE_SAM_FIXTURES` is not `1`.
 fn generated(name: &str) -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

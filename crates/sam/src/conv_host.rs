@@ -1,14 +1,15 @@
-//! SAM's neck (official `neck`: 1×1 conv, `LayerNorm2d`, 3×3 conv, `LayerNorm2d`) on the host, straight on
-//! the encoder's channels-last tokens.
+//! Convolutions on channels-last tokens `(B, H, W, C)` on the host: SAM's neck (official `neck`: 1×1 conv,
+//! `LayerNorm2d`, 3×3 conv, `LayerNorm2d`) and MobileSAM's patch embedding.
 //!
 //! Both encoders end with tokens `(B, H, W, C)`. Through Burn's ops, the neck first makes a
 //! `(B, C, H, W)` copy, convolves through `flex`'s im2col, and normalises over channels with five
 //! broadcast ops. Here the convolutions are products on the tokens themselves: a 1×1 convolution is one
-//! `(pixels, C_in) · (C_in, C_out)` product; a `k × k` one gathers the `k²` neighbours of a few image rows
-//! at a time (each neighbour's channels are contiguous) and multiplies the gathered block by the weight
-//! laid out `(k², C_in) × C_out`. The norm runs over each pixel's contiguous channels.
+//! `(pixels, C_in) · (C_in, C_out)` product; a `k × k` one gathers the `k²` neighbours of a few hundred
+//! output pixels at a time (each neighbour's channels are contiguous) and multiplies the gathered block by
+//! the weight laid out `(k² · C_in) × C_out`. The norm runs over each pixel's contiguous channels.
 
-use crate::kernels::simd;
+use crate::kernels::{Depthwise, gelu_in_place, simd};
+use crate::linear_host::Activation;
 use crate::tiny_vit_host::Grid;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -17,20 +18,31 @@ use rayon::prelude::*;
 /// Output pixels per task: the gathered block (`PIXELS × k² · C_in`, 2.4 MB at 3×3 × 256) stays in cache.
 const PIXELS: usize = 256;
 
-/// A stride-1 `k × k` convolution with zero padding `k / 2` from tokens `x` on `grid` to `(B, H, W, C_out)`.
-/// `weight` is `(C_out, C_in, k, k)` as PyTorch stores it; `bias` is `(C_out)` or absent.
+/// A `k × k` convolution with stride `stride` and zero padding `k / 2` from tokens `x` on `grid` to
+/// `(B, H', W', C_out)`, then `act`. `weight` is `(C_out, C_in, k, k)` as PyTorch stores it; `bias` is
+/// `(C_out)` or absent. Returns the output and its grid.
 pub(crate) fn conv_tokens(
     x: &[f32],
     grid: Grid,
     weight: &[f32],
-    k: usize,
+    geo: Depthwise,
     bias: Option<&[f32]>,
-) -> Vec<f32> {
+    act: Activation,
+) -> (Vec<f32>, Grid) {
     let Grid { b, h, w, c } = grid;
+    let Depthwise { k, stride: s } = geo;
     let taps = k * k;
     let o = weight.len() / (c * taps);
     debug_assert_eq!(x.len(), b * h * w * c);
     debug_assert_eq!(weight.len(), o * c * taps);
+    let p = k / 2;
+    let out_grid = Grid {
+        b,
+        h: geo.out(h),
+        w: geo.out(w),
+        c: o,
+    };
+    let (ho, wo) = (out_grid.h, out_grid.w);
     // The weight as a row-major `(k² · C_in) × C_out` matrix, rows ordered (tap, input channel) like the
     // gathered neighbours.
     let mut wm = vec![0.0f32; taps * c * o];
@@ -42,8 +54,10 @@ pub(crate) fn conv_tokens(
         }
     }
     let wm = MatRef::from_row_major_slice(&wm, taps * c, o);
-    let mut out = vec![0.0f32; b * h * w * o];
-    let p = k / 2;
+    let mut out = vec![0.0f32; b * ho * wo * o];
+    if out.is_empty() {
+        return (out, out_grid);
+    }
     out.par_chunks_mut(PIXELS * o)
         .enumerate()
         .for_each_init(Vec::new, |gathered, (block, dst)| {
@@ -54,20 +68,20 @@ pub(crate) fn conv_tokens(
                     row.copy_from_slice(bias);
                 }
             }
-            let lhs = if k == 1 {
+            let lhs = if k == 1 && s == 1 {
                 MatRef::from_row_major_slice(&x[first * c..(first + pixels) * c], pixels, c)
             } else {
                 gathered.clear();
                 gathered.resize(pixels * taps * c, 0.0);
                 for (i, row) in gathered.chunks_exact_mut(taps * c).enumerate() {
                     let q = first + i;
-                    let (bi, y, xx) = (q / (h * w), (q / w) % h, q % w);
+                    let (bi, oy, ox) = (q / (ho * wo), (q / wo) % ho, q % wo);
                     for ky in 0..k {
-                        let Some(iy) = (y + ky).checked_sub(p).filter(|&iy| iy < h) else {
+                        let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < h) else {
                             continue;
                         };
                         for kx in 0..k {
-                            let Some(ix) = (xx + kx).checked_sub(p).filter(|&ix| ix < w) else {
+                            let Some(ix) = (ox * s + kx).checked_sub(p).filter(|&ix| ix < w) else {
                                 continue;
                             };
                             let src = ((bi * h + iy) * w + ix) * c;
@@ -82,10 +96,19 @@ pub(crate) fn conv_tokens(
             } else {
                 Accum::Replace
             };
-            let dst = MatMut::from_row_major_slice_mut(dst, pixels, o);
-            matmul(dst, accum, lhs, wm, 1.0, Par::Seq);
+            matmul(
+                MatMut::from_row_major_slice_mut(dst, pixels, o),
+                accum,
+                lhs,
+                wm,
+                1.0,
+                Par::Seq,
+            );
+            if act == Activation::Gelu {
+                gelu_in_place(dst);
+            }
         });
-    out
+    (out, out_grid)
 }
 
 /// The official `LayerNorm2d` on channels-last values: each pixel's `C` channels (`weight.len()`) are
@@ -110,6 +133,7 @@ pub(crate) fn layer_norm_channels(x: &mut [f32], weight: &[f32], bias: &[f32], e
 mod tests {
     use super::*;
     use crate::common::LayerNorm2d;
+    use crate::kernels::Depthwise;
     use burn::module::Param;
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
@@ -127,8 +151,8 @@ mod tests {
         a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
     }
 
-    /// 1×1 and 3×3 convolutions, with and without bias, over a pixel count that leaves a partial block,
-    /// against Burn's `Conv2d` on the `(B, C, H, W)` view.
+    /// 1×1, 3×3 and 5×5 convolutions, with and without bias, strides 1 and 2, over a pixel count that
+    /// leaves a partial block, against Burn's `Conv2d` on the `(B, C, H, W)` view.
     #[test]
     fn token_convolutions_match_conv2d() {
         let device = Default::default();
@@ -139,24 +163,39 @@ mod tests {
             c: 6,
         };
         let x = Tensor::<B, 4>::random([2, 13, 11, 6], Distribution::Normal(0.0, 1.0), &device);
-        for (k, bias) in [(1, false), (1, true), (3, false), (3, true), (5, true)] {
+        for (k, bias, stride) in [
+            (1, false, 1),
+            (1, true, 1),
+            (3, false, 1),
+            (3, true, 1),
+            (5, true, 1),
+            (3, true, 2),
+            (1, false, 2),
+        ] {
             let conv = Conv2dConfig::new([6, 5], [k, k])
+                .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
                 .with_bias(bias)
                 .init::<B>(&device);
-            let want = values(
-                conv.forward(x.clone().permute([0, 3, 1, 2]))
-                    .permute([0, 2, 3, 1]),
-            );
+            let want = conv
+                .forward(x.clone().permute([0, 3, 1, 2]))
+                .permute([0, 2, 3, 1]);
+            let want_dims = want.dims();
+            let want = values(want);
             let b = conv.bias.as_ref().map(|b| values(b.val()));
-            let got = conv_tokens(
+            let (got, out) = conv_tokens(
                 &values(x.clone()),
                 grid,
                 &values(conv.weight.val()),
-                k,
+                Depthwise { k, stride },
                 b.as_deref(),
+                Activation::Identity,
             );
-            assert!(worst(&got, &want) < 1e-4, "k = {k}, bias {bias}");
+            assert_eq!([out.b, out.h, out.w, out.c], want_dims);
+            assert!(
+                worst(&got, &want) < 1e-4,
+                "k = {k}, bias {bias}, stride {stride}"
+            );
         }
     }
 
