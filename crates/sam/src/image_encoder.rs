@@ -5,9 +5,9 @@
 use crate::common::{LayerNorm2d, MlpBlock};
 use crate::conv_host::{conv_tokens, layer_norm_channels};
 use crate::kernels::{
-    AttentionShape, Depthwise, attention_host, gelu, host_f32, on_host, rel_pos_softmax_ops,
+    AttentionShape, Depthwise, attention_host, host_f32, on_host, rel_pos_softmax_ops,
 };
-use crate::linear_host::Activation;
+use crate::linear_host::{Activation, linear};
 use crate::tiny_vit::TinyViT;
 use crate::tiny_vit_host::Grid;
 use crate::{EncoderConfig, SamConfig, VitConfig};
@@ -106,15 +106,12 @@ impl<B: Backend> Attention<B> {
         let heads = self.num_heads;
         let values =
             |t: Tensor<B, 2>| -> Vec<f32> { t.into_data().convert::<f32>().iter().collect() };
-        let qkv = self
-            .qkv
-            .forward(x.reshape([b, h * w, c]))
-            .into_data()
-            .convert::<f32>();
-        let qkv: std::borrow::Cow<[f32]> = match qkv.as_slice::<f32>() {
-            Ok(v) => v.into(),
-            Err(_) => qkv.iter::<f32>().collect::<Vec<f32>>().into(),
-        };
+        let qkv = host_f32(linear(
+            &self.qkv,
+            x.reshape([b, h * w, c]),
+            Activation::Identity,
+            None,
+        ));
         let shape = AttentionShape {
             grids: b,
             h,
@@ -127,7 +124,7 @@ impl<B: Backend> Attention<B> {
         let tw = values(self.rel_pos_w.val());
         let out = attention_host(&qkv, shape, &th, &tw, scale);
         let out = Tensor::from_data(TensorData::new(out, [b, h, w, c]), &device);
-        self.proj.forward(out)
+        linear(&self.proj, out, Activation::Identity, None)
     }
 
     /// [`Attention::forward`] as Burn tensor ops (any backend). Queries, keys and values stay strided
@@ -279,7 +276,14 @@ impl<B: Backend> Block<B> {
             self.attn.forward(x)
         };
         let x = shortcut + x;
-        x.clone() + self.mlp.forward(self.norm2.forward(x), gelu)
+        // `x + lin2(gelu(lin1(norm2(x))))`, the GELU and the residual fused into the products.
+        let hidden = linear(
+            &self.mlp.lin1,
+            self.norm2.forward(x.clone()),
+            Activation::Gelu,
+            None,
+        );
+        linear(&self.mlp.lin2, hidden, Activation::Identity, Some(x))
     }
 }
 
