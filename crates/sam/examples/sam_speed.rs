@@ -92,47 +92,16 @@ fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("SAM_SPEED_BLOCKS").is_ok(),
         &sam.image_encoder,
     ) {
-        // TinyViT stage by stage on a zero input.
-        let sync = |t: &burn::tensor::Tensor<B, 4>| {
-            let _ = t.clone().into_data();
-        };
+        // TinyViT stage by stage on a zero input, through the same path as `forward` (host kernels on
+        // the CPU backends), timed between the encoder's progress calls.
         let x =
             burn::tensor::Tensor::<B, 4>::zeros([1, 3, cfg.image_size, cfg.image_size], &device);
-        let t = Instant::now();
-        let mut x = tiny.patch_embed.forward(x);
-        sync(&x);
-        eprintln!("patch embed: {:?}", t.elapsed());
-        x = x.permute([0, 2, 3, 1]);
-        for (i, layer) in tiny.layers.iter().enumerate() {
-            let t = Instant::now();
-            x = match layer {
-                pslg_sam::TinyVitLayer::Conv(l) => {
-                    let mut y = x.permute([0, 3, 1, 2]);
-                    for b in &l.blocks {
-                        y = b.forward(y);
-                    }
-                    sync(&y);
-                    eprintln!("stage {i} MBConv blocks: {:?}", t.elapsed());
-                    l.downsample.forward(y)
-                }
-                pslg_sam::TinyVitLayer::Attention(l) => {
-                    for b in &l.blocks {
-                        x = b.forward(x);
-                    }
-                    sync(&x);
-                    eprintln!("stage {i} attention blocks: {:?}", t.elapsed());
-                    match &l.downsample {
-                        Some(d) => d.forward(x.permute([0, 3, 1, 2])),
-                        None => x,
-                    }
-                }
-            };
-            sync(&x);
-            eprintln!("stage {i} total: {:?}", t.elapsed());
-        }
-        let t = Instant::now();
-        sync(&tiny.neck.forward_tokens(x));
-        eprintln!("neck: {:?}", t.elapsed());
+        let mut t = Instant::now();
+        let y = tiny.forward_with_progress(x, |stage| {
+            eprintln!("{stage}: {:?}", t.elapsed());
+            t = Instant::now();
+        });
+        let _ = y.into_data();
         return Ok(());
     }
     let mut p = SamPredictor::new(sam, device);

@@ -501,17 +501,28 @@ impl<B: Backend> TinyViT<B> {
     /// Encodes a normalised, padded image batch `(B, 3, S, S)`: on the CPU backends with the host kernels
     /// of `tiny_vit_host.rs` ([`TinyViT::forward_host`]), elsewhere as Burn tensor ops.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_with_progress(x, |_| {})
+    }
+
+    /// [`TinyViT::forward`], calling `on_stage` with each part's name (`"patch_embed"`, `"layers.0"` …,
+    /// `"neck"`) as soon as that part is done: a hook for timing the stages.
+    pub fn forward_with_progress(
+        &self,
+        x: Tensor<B, 4>,
+        mut on_stage: impl FnMut(&str),
+    ) -> Tensor<B, 4> {
         if x.dims().iter().all(|&d| d > 0) && on_host::<B>(&x.device()) {
-            return self.forward_host(x);
+            return self.forward_host(x, &mut on_stage);
         }
-        self.forward_ops(x)
+        self.forward_ops(x, &mut on_stage)
     }
 
     /// [`TinyViT::forward`] as Burn tensor ops (any backend).
-    pub(crate) fn forward_ops(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward_ops(&self, x: Tensor<B, 4>, on_stage: &mut dyn FnMut(&str)) -> Tensor<B, 4> {
         // Tokens (B, H, W, C) between stages; the convolutions take (B, C, H, W) views of them.
         let mut x = self.patch_embed.forward(x).permute([0, 2, 3, 1]);
-        for layer in &self.layers {
+        on_stage("patch_embed");
+        for (i, layer) in self.layers.iter().enumerate() {
             x = match layer {
                 TinyVitLayer::Conv(l) => {
                     let mut y = x.permute([0, 3, 1, 2]);
@@ -530,8 +541,11 @@ impl<B: Backend> TinyViT<B> {
                     }
                 }
             };
+            on_stage(&format!("layers.{i}"));
         }
-        self.neck.forward_tokens(x)
+        let y = self.neck.forward_tokens(x);
+        on_stage("neck");
+        y
     }
 }
 

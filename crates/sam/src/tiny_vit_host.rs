@@ -270,12 +270,17 @@ impl<B: Backend> PatchMerging<B> {
 impl<B: Backend> TinyViT<B> {
     /// [`TinyViT::forward`] on the host: channels-last tokens from the image on; the attention blocks take
     /// them as `(B, H, W, C)` tensors (their own host kernels), the neck as well.
-    pub(crate) fn forward_host(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub(crate) fn forward_host(
+        &self,
+        x: Tensor<B, 4>,
+        on_stage: &mut dyn FnMut(&str),
+    ) -> Tensor<B, 4> {
         let device = x.device();
         let mut tokens = self
             .patch_embed
             .forward_host(&Tokens::from_tensor(x.permute([0, 2, 3, 1])));
-        for layer in &self.layers {
+        on_stage("patch_embed");
+        for (i, layer) in self.layers.iter().enumerate() {
             match layer {
                 TinyVitLayer::Conv(l) => {
                     for block in &l.blocks {
@@ -296,8 +301,11 @@ impl<B: Backend> TinyViT<B> {
                     };
                 }
             }
+            on_stage(&format!("layers.{i}"));
         }
-        self.neck.forward_tokens(tokens.into_tensor(&device))
+        let y = self.neck.forward_tokens(tokens.into_tensor(&device));
+        on_stage("neck");
+        y
     }
 }
 
