@@ -499,7 +499,7 @@ impl<B: Backend> TinyViT<B> {
     }
 
     /// Encodes a normalised, padded image batch `(B, 3, S, S)`: on the CPU backends with the host kernels
-    /// of `tiny_vit_host.rs` ([`TinyViT::forward_host`]), elsewhere as Burn tensor ops.
+    /// of `tiny_vit_host.rs` (channels-last tokens), elsewhere as Burn tensor ops.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.forward_with_progress(x, |_| {})
     }
