@@ -134,6 +134,7 @@ mod tests {
     use super::*;
     use crate::common::LayerNorm2d;
     use crate::kernels::Depthwise;
+    use crate::test_util::max_abs_diff;
     use burn::module::Param;
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
@@ -142,13 +143,12 @@ mod tests {
 
     type B = NdArray<f32>;
 
-    fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-        t.into_data().to_vec::<f32>().expect("f32")
+    fn grid(b: usize, h: usize, w: usize, c: usize) -> Grid {
+        Grid { b, h, w, c }
     }
 
-    fn worst(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().expect("f32")
     }
 
     /// 1×1, 3×3 and 5×5 convolutions, with and without bias, strides 1 and 2, over a pixel count that
@@ -156,12 +156,7 @@ mod tests {
     #[test]
     fn token_convolutions_match_conv2d() {
         let device = Default::default();
-        let grid = Grid {
-            b: 2,
-            h: 13,
-            w: 11,
-            c: 6,
-        };
+        let grid = grid(2, 13, 11, 6);
         let x = Tensor::<B, 4>::random([2, 13, 11, 6], Distribution::Normal(0.0, 1.0), &device);
         for (k, bias, stride) in [
             (1, false, 1),
@@ -193,7 +188,7 @@ mod tests {
             );
             assert_eq!([out.b, out.h, out.w, out.c], want_dims);
             assert!(
-                worst(&got, &want) < 1e-4,
+                max_abs_diff(&got, &want) < 1e-4,
                 "k = {k}, bias {bias}, stride {stride}"
             );
         }
@@ -219,6 +214,6 @@ mod tests {
             &values(norm.bias.val()),
             1e-6,
         );
-        assert!(worst(&got, &want) < 1e-5);
+        assert!(max_abs_diff(&got, &want) < 1e-5);
     }
 }

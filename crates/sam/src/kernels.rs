@@ -563,10 +563,7 @@ mod tests {
             // The dispatching wrapper gives the same.
             assert_eq!(v(depthwise_conv(x, wt, bias, geo)), got);
             let want = v(want);
-            let d = want
-                .iter()
-                .zip(&got)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let d = crate::test_util::max_abs_diff(&want, &got);
             assert!(d < 1e-5, "{h}x{w} k{k} s{s}: max difference {d}");
         }
     }

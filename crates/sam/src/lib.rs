@@ -49,6 +49,8 @@ mod postprocess;
 mod predictor;
 mod prompt_encoder;
 pub mod resize;
+#[cfg(test)]
+mod test_util;
 mod tiny_vit;
 mod tiny_vit_host;
 mod transformer;

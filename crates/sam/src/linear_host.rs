@@ -170,10 +170,7 @@ mod tests {
                 let got = linear(&layer, x.clone(), act, residual);
                 assert_eq!(got.dims(), [2, 3, 101, 40]);
                 let got = values(got);
-                let worst = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                let worst = crate::test_util::max_abs_diff(&got, &want);
                 assert!(worst < 1e-5, "{act:?}: {worst}");
             }
         }
@@ -188,10 +185,7 @@ mod tests {
         let x = Tensor::<B, 3>::random([3, 7, 8], Distribution::Normal(0.0, 1.0), &device);
         let want = values(layer.forward(x.clone()));
         let got = values(linear(&layer, x, Activation::Identity, None));
-        let worst = got
-            .iter()
-            .zip(&want)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let worst = crate::test_util::max_abs_diff(&got, &want);
         assert!(worst < 1e-5, "{worst}");
         let empty = Tensor::<B, 3>::zeros([0, 7, 8], &device);
         assert_eq!(

@@ -214,10 +214,7 @@ mod tests {
             ] {
                 assert_eq!(got.dims(), [1, 3, original.0, original.1]);
                 let got = got.into_data().to_vec::<f32>().unwrap();
-                let d = got
-                    .iter()
-                    .zip(&reference)
-                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                let d = crate::test_util::max_abs_diff(&got, &reference);
                 assert!(
                     d < 1e-4,
                     "{name} {input:?} -> {original:?}: max difference {d}"

@@ -577,10 +577,7 @@ mod tests {
             let want: Vec<f32> = a.forward_ops(x.clone()).into_data().to_vec().unwrap();
             let got: Vec<f32> = a.forward_host(x).into_data().to_vec().unwrap();
             let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let err = want
-                .iter()
-                .zip(&got)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let err = crate::test_util::max_abs_diff(&want, &got);
             assert!(
                 err <= 1e-5 * scale,
                 "{ws}x{ws}: max error {err} (scale {scale})"
@@ -613,10 +610,7 @@ mod tests {
         let x = Tensor::<B, 4>::random([2, 10, 9, dim], Distribution::Normal(0.0, 1.0), &device);
         let want: Vec<f32> = block.forward_ops(x.clone()).into_data().to_vec().unwrap();
         let got: Vec<f32> = block.forward(x).into_data().to_vec().unwrap();
-        let err = want
-            .iter()
-            .zip(&got)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let err = crate::test_util::max_abs_diff(&want, &got);
         assert!(err < 1e-4, "max error {err}");
     }
 

@@ -314,10 +314,15 @@ mod tests {
     use super::*;
     use crate::image_encoder::{window_partition, window_unpartition};
     use crate::kernels::{Depthwise, depthwise_host};
+    use crate::test_util::max_abs_diff;
     use burn::tensor::{Distribution, Tensor, TensorData};
     use burn_ndarray::NdArray;
 
     type B = NdArray<f32>;
+
+    fn grid(b: usize, h: usize, w: usize, c: usize) -> Grid {
+        Grid { b, h, w, c }
+    }
 
     fn random(shape: [usize; 4]) -> (Tensor<B, 4>, Vec<f32>) {
         let t = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &Default::default());
@@ -325,50 +330,21 @@ mod tests {
         (t, v)
     }
 
-    fn worst(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
-    }
-
     /// Partition and the fused inverse against the tensor-op versions, with padding on both sides, none,
     /// and a window larger than the grid.
     #[test]
     fn partition_and_unpartition_match_tensor_ops() {
         for (grid, ws) in [
-            (
-                Grid {
-                    b: 2,
-                    h: 10,
-                    w: 12,
-                    c: 3,
-                },
-                7,
-            ),
-            (
-                Grid {
-                    b: 1,
-                    h: 14,
-                    w: 7,
-                    c: 5,
-                },
-                7,
-            ),
-            (
-                Grid {
-                    b: 1,
-                    h: 4,
-                    w: 5,
-                    c: 2,
-                },
-                7,
-            ),
+            (grid(2, 10, 12, 3), 7),
+            (grid(1, 14, 7, 5), 7),
+            (grid(1, 4, 5, 2), 7),
         ] {
             let Grid { b, h, w, c } = grid;
             let (x, xv) = random([b, h, w, c]);
             let (want, padded) = window_partition(x.clone(), ws);
             let got = partition(&xv, grid, ws);
             assert_eq!(
-                worst(&got, &want.clone().into_data().to_vec::<f32>().unwrap()),
+                max_abs_diff(&got, &want.clone().into_data().to_vec::<f32>().unwrap()),
                 0.0
             );
             // Unpartition something other than the partition itself, so the crop matters.
@@ -377,7 +353,7 @@ mod tests {
             let mut got = xv.clone();
             let wv = windows.into_data().to_vec::<f32>().unwrap();
             unpartition_add(&mut got, grid, ws, &wv);
-            assert!(worst(&got, &sum.into_data().to_vec::<f32>().unwrap()) < 1e-6);
+            assert!(max_abs_diff(&got, &sum.into_data().to_vec::<f32>().unwrap()) < 1e-6);
         }
     }
 
@@ -386,46 +362,10 @@ mod tests {
     #[test]
     fn depthwise_nhwc_matches_channels_first() {
         for (grid, k, stride) in [
-            (
-                Grid {
-                    b: 2,
-                    h: 9,
-                    w: 6,
-                    c: 7,
-                },
-                3,
-                1,
-            ),
-            (
-                Grid {
-                    b: 1,
-                    h: 3,
-                    w: 2,
-                    c: 4,
-                },
-                5,
-                1,
-            ),
-            (
-                Grid {
-                    b: 2,
-                    h: 9,
-                    w: 7,
-                    c: 5,
-                },
-                3,
-                2,
-            ),
-            (
-                Grid {
-                    b: 1,
-                    h: 8,
-                    w: 8,
-                    c: 3,
-                },
-                3,
-                2,
-            ),
+            (grid(2, 9, 6, 7), 3, 1),
+            (grid(1, 3, 2, 4), 5, 1),
+            (grid(2, 9, 7, 5), 3, 2),
+            (grid(1, 8, 8, 3), 3, 2),
         ] {
             let Grid { b, h, w, c } = grid;
             let (x, xv) = random([b, h, w, c]);
@@ -445,7 +385,7 @@ mod tests {
             .unwrap();
             let (got, out) = depthwise_nhwc(&xv, grid, &weight, &bias, geo, Activation::Identity);
             assert_eq!((out.h, out.w, out.c), (ho, wo, c));
-            assert!(worst(&got, &want) < 1e-5, "k = {k}, stride {stride}");
+            assert!(max_abs_diff(&got, &want) < 1e-5, "k = {k}, stride {stride}");
         }
     }
 }

@@ -336,10 +336,7 @@ mod tests {
         let a = a.into_data().to_vec::<f32>().unwrap();
         let b = b.into_data().to_vec::<f32>().unwrap();
         let max_b = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let max_d = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let max_d = crate::test_util::max_abs_diff(&a, &b);
         max_d / max_b
     }
 
