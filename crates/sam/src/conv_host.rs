@@ -36,23 +36,10 @@ pub(crate) fn conv_tokens(
     debug_assert_eq!(x.len(), b * h * w * c);
     debug_assert_eq!(weight.len(), o * c * taps);
     let p = k / 2;
-    let out_grid = Grid {
-        b,
-        h: geo.out(h),
-        w: geo.out(w),
-        c: o,
-    };
+    let out_grid = grid.convolved(geo, o);
     let (ho, wo) = (out_grid.h, out_grid.w);
-    // The weight as a row-major `(k² · C_in) × C_out` matrix, rows ordered (tap, input channel) like the
-    // gathered neighbours.
-    let mut wm = vec![0.0f32; taps * c * o];
-    for oc in 0..o {
-        for ci in 0..c {
-            for t in 0..taps {
-                wm[(t * c + ci) * o + oc] = weight[(oc * c + ci) * taps + t];
-            }
-        }
-    }
+    // Rows ordered (tap, input channel) like the gathered neighbours.
+    let wm = tap_major(weight, c, taps);
     let wm = MatRef::from_row_major_slice(&wm, taps * c, o);
     let mut out = vec![0.0f32; b * ho * wo * o];
     if out.is_empty() {
@@ -109,6 +96,23 @@ pub(crate) fn conv_tokens(
             }
         });
     (out, out_grid)
+}
+
+/// A PyTorch convolution kernel `(C_out, C_in, k, k)` (`taps` = k²) laid out as the row-major
+/// `(k² · C_in) × C_out` matrix, rows ordered (tap, input channel): row `t · C_in + ci` holds every output
+/// channel's weight for input channel `ci` at tap `t`. A depthwise kernel `(C, 1, k, k)` (`c_in` 1) becomes
+/// `(k², C)`: each tap's channel weights contiguous.
+pub(crate) fn tap_major(weight: &[f32], c_in: usize, taps: usize) -> Vec<f32> {
+    let o = weight.len() / (c_in * taps).max(1);
+    let mut out = vec![0.0f32; taps * c_in * o];
+    for oc in 0..o {
+        for ci in 0..c_in {
+            for t in 0..taps {
+                out[(t * c_in + ci) * o + oc] = weight[(oc * c_in + ci) * taps + t];
+            }
+        }
+    }
+    out
 }
 
 /// The official `LayerNorm2d` on channels-last values: each pixel's `C` channels (`weight.len()`) are

@@ -9,7 +9,7 @@
 //! inverse took 50–70 ms a block on `flex`; here each is one pass over the tokens. The convolutional
 //! stages keep the tokens channels-last too, so that their 1×1 convolutions are plain row products.
 
-use crate::conv_host::conv_tokens;
+use crate::conv_host::{conv_tokens, tap_major};
 use crate::kernels::{Depthwise, gelu_in_place, host_f32, simd};
 use crate::linear_host::{Activation, Residual, affine_rows};
 use crate::tiny_vit::{Conv2dBn, MbConv, PatchMerging, TinyPatchEmbed, TinyViT, TinyVitLayer};
@@ -32,6 +32,16 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
+    /// The grid a convolution of geometry `geo` with `c` output channels makes of this one.
+    pub(crate) fn convolved(self, geo: Depthwise, c: usize) -> Grid {
+        Grid {
+            h: geo.out(self.h),
+            w: geo.out(self.w),
+            c,
+            ..self
+        }
+    }
+
     /// Windows per row and per column for window side `ws`, after padding to a multiple of `ws`.
     fn windows(self, ws: usize) -> (usize, usize) {
         (self.h.div_ceil(ws), self.w.div_ceil(ws))
@@ -103,19 +113,10 @@ pub(crate) fn depthwise_nhwc(
     debug_assert_eq!(x.len(), b * h * w * c);
     debug_assert_eq!(weight.len(), c * k * k);
     let p = k / 2;
-    let out_grid = Grid {
-        h: geo.out(h),
-        w: geo.out(w),
-        ..grid
-    };
+    let out_grid = grid.convolved(geo, c);
     let (ho, wo) = (out_grid.h, out_grid.w);
     // Taps laid out (ky, kx, C) so that a tap's channel weights are contiguous.
-    let mut taps = vec![0.0f32; k * k * c];
-    for ch in 0..c {
-        for t in 0..k * k {
-            taps[t * c + ch] = weight[ch * k * k + t];
-        }
-    }
+    let taps = tap_major(weight, 1, k * k);
     let mut out = vec![0.0f32; b * ho * wo * c];
     if out.is_empty() {
         return (out, out_grid);
