@@ -177,7 +177,7 @@ fn main() -> anyhow::Result<()> {
         (
             "retry",
             BoxSegmenterParams {
-                mbo: mbo(&|m| m.gamma = 12.0),
+                mbo: mbo(&|m| m.gamma = 6.0),
                 ..base.clone()
             },
         ),
