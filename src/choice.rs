@@ -108,7 +108,7 @@ pub struct Choice {
 }
 
 impl Choice {
-    /// A one-line reason for people, e.g. "MBO attempt 2 (γ 12 spans 0.92 of the box's rows and 0.88 of its
+    /// A one-line reason for people, e.g. "MBO attempt 2 (γ 6 spans 0.92 of the box's rows and 0.88 of its
     /// columns (≥ 0.70)".
     pub fn reason(&self) -> String {
         let describe = |a: &Attempt| {
