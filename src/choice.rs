@@ -109,7 +109,7 @@ pub struct Choice {
 
 impl Choice {
     /// A one-line reason for people, e.g. "MBO attempt 2 (γ 6 spans 0.92 of the box's rows and 0.88 of its
-    /// columns (≥ 0.70)".
+    /// columns; needed ≥ 0.80), closed with a disk of radius 4 px".
     pub fn reason(&self) -> String {
         let describe = |a: &Attempt| {
             format!(
